@@ -1,0 +1,1 @@
+"""Transport-free core: contracts, calls, journal, outcomes. No Flask, no sockets."""

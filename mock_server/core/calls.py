@@ -1,0 +1,59 @@
+"""Building call objects and moving them through their lifecycle."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from typing import Any
+
+from mock_server.core import contracts
+
+JsonDict = dict[str, Any]
+
+
+class IdSource:
+    """Fresh UUID4 call ids; reproducible when seeded."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._rng = random.Random(seed) if seed is not None else None
+        self._lock = threading.Lock()
+
+    def new(self) -> str:
+        if self._rng is None:
+            return str(uuid.uuid4())
+        with self._lock:
+            bits = self._rng.getrandbits(128)
+        return str(uuid.UUID(int=bits, version=4))
+
+
+def _fresh_template() -> JsonDict:
+    # Shallow copies of the empty containers are enough: template values are None, [], {} or scalars.
+    return {k: (v.copy() if isinstance(v, (list, dict)) else v) for k, v in contracts.call_template().items()}
+
+
+def new_call(body: JsonDict, call_id: str, now_ms: int, *, error_message: str | None = None) -> JsonDict:
+    """The call object prepare_inbound answers, from the request body and the chosen outcome."""
+    call = _fresh_template()
+    call["synthflow_call_id"] = call_id
+    call["call_status"] = "failed" if error_message else "registered"
+    call["model_id"] = body["model_id"]
+    call["workspace_id"] = body.get("workspace_id")
+    call["custom_variables"] = dict(body.get("custom_variables") or {})
+    call["lead_phone_number"] = body["from_number"]
+    call["agent_phone_number"] = body["to_number"]
+    call["start_time"] = now_ms
+    call["error_message"] = error_message
+    call["timeline"] = [{"event": "failed" if error_message else "prepared", "time": now_ms}]
+    return call
+
+
+def add_event(call: JsonDict, event: str, now_ms: int, status: str | None = None, **detail: Any) -> JsonDict:
+    """Append a timeline entry and optionally move ``call_status``."""
+    entry: JsonDict = {"event": event, "time": now_ms}
+    if detail:
+        entry["detail"] = detail
+    call["timeline"].append(entry)
+    if status is not None:
+        call["call_status"] = status
+    return call

@@ -1,0 +1,48 @@
+"""Settings shared by every door; the CLI, the pytest plugin and tests build one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """What the mock accepts and how it answers. Defaults are the documented decisions in the README."""
+
+    tokens: tuple[str, ...] = ()
+    """Accepted API tokens; empty means any non-empty bearer token is accepted."""
+    admin_token: str | None = None
+    """When set, ``/_mock/*`` needs ``X-Mock-Admin-Token``. Required when bound beyond loopback."""
+    allow_extra_fields: bool = False
+    """Accept unknown top-level fields in the prepare_inbound body instead of answering 422."""
+    max_body_bytes: int = 64 * 1024
+    failed_status: int = 200
+    """HTTP status of the 'failed' (service outage) answer: 200 (the call object says failed) or 503."""
+    default_outcome: str = "registered"
+    """Outcome when no request asks for another: 'registered' or 'failed' (``--outcome failed``)."""
+    seed: int | None = None
+    """Makes call ids (and later fault draws) reproducible."""
+    journal_limit: int = 10_000
+    calls_limit: int = 100_000
+    journal_body_limit: int = 8 * 1024
+    """Bytes of each request body kept in the journal; longer bodies are cut and marked."""
+    store_path: str = ":memory:"
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 32681
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def to_json(config: MockConfig) -> str:
+    """Serialise for handing to worker processes (environment variable)."""
+    import dataclasses
+    import json
+
+    return json.dumps(dataclasses.asdict(config))
+
+
+def from_json(text: str) -> MockConfig:
+    import json
+
+    data = json.loads(text)
+    data["tokens"] = tuple(data.get("tokens", ()))
+    return MockConfig(**data)

@@ -1,0 +1,60 @@
+"""Flask app factory. Views only translate; the core decides.
+
+Routes come from the core's route table (``mock_server.core.backend.ROUTES``),
+so the Flask app and the in-process door route identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from mock_server.core import backend as core
+from mock_server.core.config import MockConfig
+
+
+def _core_request() -> core.Request:
+    return core.Request(
+        method=request.method,
+        path=request.path,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=request.get_data(cache=False),
+        query=request.args.to_dict(),
+        remote=f"{request.remote_addr}" if request.remote_addr else None,
+    )
+
+
+def _to_flask(resp: core.Response) -> Response:
+    return Response(resp.body_bytes(), status=resp.status, headers=resp.headers, mimetype="application/json")
+
+
+def _view(backend: core.Backend, endpoint: str) -> Callable[..., Response]:
+    def view(**args: str) -> Response:
+        return _to_flask(backend.dispatch(endpoint, _core_request(), args))
+
+    view.__name__ = endpoint
+    return view
+
+
+def create_app(config: MockConfig | None = None, backend: core.Backend | None = None) -> Flask:
+    """Build the mock's WSGI app over ``backend`` (or a new one from ``config``)."""
+    backend = backend or core.Backend(config)
+    app = Flask("mock_server")
+    # The mock answers every byte itself: no size cut-off before the core's own 413.
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.extensions["synthflow_mock"] = backend
+    for rule, methods, endpoint in core.ROUTES:
+        app.add_url_rule(rule, endpoint=endpoint, view_func=_view(backend, endpoint), methods=list(methods),
+                         provide_automatic_options=False)
+
+    @app.errorhandler(NotFound)
+    def not_found(_exc: NotFound) -> Response:
+        return _to_flask(backend.not_found(_core_request()))
+
+    @app.errorhandler(MethodNotAllowed)
+    def method_not_allowed(exc: MethodNotAllowed) -> Response:
+        return _to_flask(backend.method_not_allowed(_core_request(), list(exc.valid_methods or [])))
+
+    return app

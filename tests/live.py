@@ -1,0 +1,78 @@
+"""Start ``synthflow-mock serve`` as a real subprocess on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import requests
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_tcp_port() -> int:
+    """A port free for both UDP and TCP (the SIP endpoint binds both)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free UDP+TCP port")
+
+
+@dataclass
+class LiveServer:
+    process: subprocess.Popen
+    http_port: int
+    sip_port: int
+    started_in: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def group_alive(self) -> bool:
+        """Whether any process of the server's process group is still running."""
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
+    http_port, sip_port = free_port(), free_udp_tcp_port()
+    cmd = [sys.executable, "-m", "mock_server", "serve", "--http-port", str(http_port),
+           "--sip-port", str(sip_port), *args]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = t0 + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{out}")
+        try:
+            if requests.get(f"http://127.0.0.1:{http_port}/_mock/health", timeout=0.5).status_code == 200:
+                return LiveServer(proc, http_port, sip_port, time.monotonic() - t0)
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise RuntimeError("server did not become ready")

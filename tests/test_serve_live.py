@@ -1,0 +1,63 @@
+"""The standalone server: production WSGI server, several workers sharing one store, clean stop."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import requests
+
+from tests.conftest import AUTH, VALID_BODY
+from tests.contract import assert_matches
+from tests.live import start_server
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture
+def server():
+    srv = start_server("--workers", "2")
+    yield srv
+    if srv.process.poll() is None:
+        srv.stop(signal.SIGKILL)
+
+
+def test_ready_quickly_and_answers_from_the_contract(server):
+    assert server.started_in < 5  # the issue's goal is 2 s; CI machines are shared, so allow slack here
+    resp = requests.post(f"{server.url}/v2/prepare_inbound", json=VALID_BODY, headers=AUTH, timeout=5)
+    assert resp.status_code == 200
+    assert_matches("prepare-inbound-registered.schema.json", resp.json())
+
+
+def test_all_workers_see_the_same_calls(server):
+    ids = []
+    for _ in range(40):  # fresh connections spread requests over both worker processes
+        r = requests.post(f"{server.url}/v2/prepare_inbound", json=VALID_BODY, headers=AUTH, timeout=5)
+        ids.append(r.json()["synthflow_call_id"])
+    for call_id in ids:
+        r = requests.get(f"{server.url}/v2/calls/{call_id}", headers=AUTH, timeout=5)
+        assert r.status_code == 200, call_id
+    journal = requests.get(f"{server.url}/_mock/journal?path=/v2/prepare_inbound", timeout=5).json()
+    assert len(journal["entries"]) == 40
+
+
+def test_sigterm_stops_every_process(server):
+    assert server.stop(signal.SIGTERM) is not None
+    deadline = time.monotonic() + 5
+    while server.group_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not server.group_alive()
+
+
+def test_sigint_stops_cleanly(server):
+    server.stop(signal.SIGINT)
+    deadline = time.monotonic() + 5
+    while server.group_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not server.group_alive()
+
+
+def test_refuses_to_expose_admin_api_without_token():
+    with pytest.raises(RuntimeError, match="admin-token"):
+        start_server("--host", "0.0.0.0")
