@@ -64,8 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from mock_server.serve import serve
 
-        serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers)
-        return 0
+        return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers)
     return 2
 
 

@@ -1,21 +1,25 @@
 """``synthflow-mock serve``: HTTP on granian (a production server) plus the SIP endpoint.
 
-State lives in one SQLite file (WAL) that every HTTP worker process and the
+The process started by the command is a small supervisor (``supervisor.py``):
+it starts the HTTP server (granian with N worker processes) and the SIP
+endpoint as children, waits until they answer, and stops them all on Ctrl-C or
+SIGTERM. State lives in one SQLite file (WAL) that every HTTP worker and the
 SIP process open, so a call prepared over HTTP is known to SIP at once.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 
 from mock_server.core.config import MockConfig, to_json
 from mock_server.http.wsgi import CONFIG_ENV
+from mock_server.supervisor import ChildSpec, Supervisor
 
 
 def is_loopback(host: str) -> bool:
@@ -29,51 +33,42 @@ def is_loopback(host: str) -> bool:
 
 def check_exposure(host: str, config: MockConfig) -> None:
     """Refuse to expose the admin API beyond loopback without its own token."""
-    if not is_loopback(host) and not config.admin_token:
-        raise SystemExit(
-            f"refusing to bind {host}: beyond loopback the admin API (/_mock/*) needs --admin-token "
-            "(or SYNTHFLOW_MOCK_ADMIN_TOKEN)"
-        )
+    for bound in (host, config.sip_host):
+        if not is_loopback(bound) and not config.admin_token:
+            raise SystemExit(
+                f"refusing to bind {bound}: beyond loopback the admin API (/_mock/*) needs --admin-token "
+                "(or SYNTHFLOW_MOCK_ADMIN_TOKEN)"
+            )
 
 
-def serve(
-    config: MockConfig,
-    *,
-    host: str = "127.0.0.1",
-    http_port: int = 8080,
-    workers: int = 2,
-    on_ready: Callable[[str], None] | None = None,
-) -> None:
-    """Run until SIGINT/SIGTERM. Blocks."""
-    from granian import Granian
-    from granian.constants import Interfaces
+def _http_ready(host: str, port: int) -> bool:
+    conn = http.client.HTTPConnection(host, port, timeout=0.5)
+    try:
+        conn.request("GET", "/_mock/health")
+        return conn.getresponse().status in (200, 401, 403)
+    except OSError:
+        return False
+    finally:
+        conn.close()
 
+
+def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 2) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit status."""
     check_exposure(host, config)
     tmpdir = None
     if config.store_path == ":memory:":
         tmpdir = tempfile.mkdtemp(prefix="synthflow-mock-")
         config = replace(config, store_path=os.path.join(tmpdir, "state.sqlite3"))
-    os.environ[CONFIG_ENV] = to_json(config)
+    env = {**os.environ, CONFIG_ENV: to_json(config)}
+    http_child = ChildSpec("http", [sys.executable, "-m", "mock_server.http.granian_main", host, str(http_port),
+                                    str(workers)], env)
+    banner = (f"synthflow-mock ready: HTTP http://{_fmt(host)}:{http_port} ({workers} worker(s)), "
+              f"store {config.store_path}")
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
     try:
-        banner = (f"synthflow-mock: HTTP http://{_fmt(host)}:{http_port} ({workers} worker(s))"
-                        + f", store {config.store_path}")
-        print(banner, file=sys.stderr, flush=True)
-        if on_ready:
-            on_ready(banner)
-        server = Granian(
-            "mock_server.http.wsgi:create_wsgi_app",
-            address=host,
-            port=http_port,
-            interface=Interfaces.WSGI,
-            workers=workers,
-            factory=True,
-            log_access=False,
-            backlog=2048,
-            # The handler is short and CPU-bound: one Python thread per worker avoids GIL
-            # hand-offs; granian's Rust side keeps the connections.
-            blocking_threads=1,
-        )
-        server.serve()
+        supervisor = Supervisor([http_child])
+        return supervisor.run(lambda: _http_ready(probe_host, http_port),
+                              lambda: print(banner, file=sys.stderr, flush=True))
     finally:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -48,13 +49,53 @@ class LiveServer:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
 
+    def kill_group(self) -> None:
+        """SIGKILL every process the server started (its own group and each child's session)."""
+        for pid in [self.process.pid, *_children(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
     def group_alive(self) -> bool:
-        """Whether any process of the server's process group is still running."""
+        """Whether the server or any process it started is still running."""
+        return self.process.poll() is None or bool(_descendants_of(self.process.pid))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+_started_pids: dict[int, set[int]] = {}
+
+
+def _descendants_of(pid: int) -> list[int]:
+    """Live processes whose session was started by ``pid`` or its children (children run in own sessions)."""
+    alive = []
+    for known in _started_pids.get(pid, set()):
         try:
-            os.killpg(self.process.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+            os.kill(known, 0)
+            with open(f"/proc/{known}/stat") as f:
+                if f.read().split(") ", 1)[1].split()[0] != "Z":
+                    alive.append(known)
+        except (ProcessLookupError, OSError):
+            pass
+    return alive
+
+
+def _remember_tree(pid: int) -> None:
+    seen: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        for child in _children(current):
+            if child not in seen:
+                seen.add(child)
+                frontier.append(child)
+    _started_pids.setdefault(pid, set()).update(seen)
 
 
 def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
@@ -70,6 +111,7 @@ def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{out}")
         try:
             if requests.get(f"http://127.0.0.1:{http_port}/_mock/health", timeout=0.5).status_code == 200:
+                _remember_tree(proc.pid)
                 return LiveServer(proc, http_port, sip_port, time.monotonic() - t0)
         except requests.ConnectionError:
             pass

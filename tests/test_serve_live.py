@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -19,8 +20,7 @@ pytestmark = pytest.mark.live
 def server():
     srv = start_server("--workers", "2")
     yield srv
-    if srv.process.poll() is None:
-        srv.stop(signal.SIGKILL)
+    srv.kill_group()
 
 
 def test_ready_quickly_and_answers_from_the_contract(server):
@@ -50,8 +50,12 @@ def test_sigterm_stops_every_process(server):
     assert not server.group_alive()
 
 
-def test_sigint_stops_cleanly(server):
-    server.stop(signal.SIGINT)
+def test_repeated_ctrl_c_to_the_whole_group_stops_cleanly(server):
+    # A terminal sends SIGINT to every process of the foreground group, and users press Ctrl-C twice.
+    os.killpg(server.process.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(server.process.pid, signal.SIGINT)
+    assert server.process.wait(timeout=10) == 0
     deadline = time.monotonic() + 5
     while server.group_alive() and time.monotonic() < deadline:
         time.sleep(0.1)

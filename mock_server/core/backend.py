@@ -11,8 +11,8 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,8 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     def body_bytes(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
         return json.dumps(self.body, separators=(",", ":")).encode()
 
 
@@ -113,7 +115,7 @@ class Backend:
 
     def dispatch(self, endpoint: str, request: Request, args: dict[str, Any]) -> Response:
         """Answer a routed request and journal it (the Flask views' entry point)."""
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(12).hex()
         try:
             if endpoint.startswith("admin_"):
                 self._check_admin(request)
@@ -136,7 +138,7 @@ class Backend:
         return self._unrouted(request, err)
 
     def _unrouted(self, request: Request, err: ApiError) -> Response:
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(12).hex()
         result = _Result(Response(err.status, err.body(request_id), dict(err.headers)))
         return self._finish(request, request_id, result, err.category, kind="http")
 
@@ -151,7 +153,7 @@ class Backend:
         )
         entry["kind"] = kind
         if result.new_call is not None:
-            self.store.add_call(result.new_call, entry)
+            self.store.add_call(result.new_call, entry, call_json=response.body_bytes())
         else:
             self.store.record(entry)
         return response
@@ -185,8 +187,9 @@ class Backend:
 
     def _json_body(self, request: Request) -> Any:
         if len(request.body) > self.config.max_body_bytes:
+            declared = request.headers.get("content-length", "more than the limit")
             raise ApiError(413, "payload_too_large",
-                           f"Body is {len(request.body)} bytes; the limit is {self.config.max_body_bytes}")
+                           f"Body is {declared} bytes; the limit is {self.config.max_body_bytes} bytes")
         ctype = request.headers.get("content-type", "")
         mime = ctype.split(";", 1)[0].strip().lower()
         if mime != "application/json":
@@ -231,7 +234,8 @@ class Backend:
         failed = decision.outcome == "failed"
         call = calls.new_call(body, call_id, now_ms, error_message=FAILED_MESSAGE if failed else None)
         status = self.config.failed_status if failed else 200
-        return _Result(Response(status, call), decision.outcome, decision.reason, call_id, new_call=call)
+        encoded = json.dumps(call, separators=(",", ":")).encode()  # once: for the answer and the store
+        return _Result(Response(status, encoded), decision.outcome, decision.reason, call_id, new_call=call)
 
     def _get_call(self, request: Request, call_id: str) -> _Result:
         self._check_bearer(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from functools import cache
 from typing import Any
 
 from mock_server.core import contracts
@@ -27,9 +28,20 @@ class IdSource:
         return str(uuid.UUID(int=bits, version=4))
 
 
+@cache
+def _template_parts() -> tuple[JsonDict, tuple[tuple[str, type], ...]]:
+    template = contracts.call_template()
+    containers = tuple((k, type(v)) for k, v in template.items() if isinstance(v, (list, dict)))
+    return template, containers
+
+
 def _fresh_template() -> JsonDict:
-    # Shallow copies of the empty containers are enough: template values are None, [], {} or scalars.
-    return {k: (v.copy() if isinstance(v, (list, dict)) else v) for k, v in contracts.call_template().items()}
+    """A copy of the schema's defaults; only the (empty) containers need fresh objects."""
+    template, containers = _template_parts()
+    call = dict(template)
+    for key, kind in containers:
+        call[key] = kind()
+    return call
 
 
 def new_call(body: JsonDict, call_id: str, now_ms: int, *, error_message: str | None = None) -> JsonDict:

@@ -137,12 +137,17 @@ class Store:
             for entry in entries:
                 self._append_journal(conn, entry)
 
-    def add_call(self, call: JsonDict, journal_entry: JsonDict, plan: JsonDict | None = None) -> None:
-        """Store a new call and its journal entry in one transaction."""
+    def add_call(self, call: JsonDict, journal_entry: JsonDict, plan: JsonDict | None = None,
+                 *, call_json: str | bytes | None = None) -> None:
+        """Store a new call and its journal entry in one transaction.
+
+        ``call_json`` is the call already encoded (the HTTP answer's bytes), to avoid encoding it twice.
+        """
+        data = call_json.decode() if isinstance(call_json, bytes) else call_json or json.dumps(call)
         with self._transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO calls(id, status, data, plan) VALUES (?, ?, ?, ?)",
-                (call["synthflow_call_id"], call["call_status"], json.dumps(call),
+                (call["synthflow_call_id"], call["call_status"], data,
                  json.dumps(plan) if plan is not None else None),
             )
             seq = cur.lastrowid or 0

@@ -1,0 +1,115 @@
+"""Run the mock's server processes and stop them all, exactly once, on Ctrl-C or SIGTERM.
+
+Each child runs in its own session, so a terminal's Ctrl-C (sent to the whole
+foreground process group, often twice) reaches only this supervisor, which
+forwards a single SIGTERM to each child group and escalates to SIGKILL after a
+grace period. Sending a second SIGINT straight to granian's master can deadlock
+it inside its own signal handler; this layer makes that impossible. Children
+also ask the kernel to TERM them if the supervisor dies (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent exits (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@dataclass
+class ChildSpec:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+class Supervisor:
+    def __init__(self, specs: Sequence[ChildSpec], grace_s: float = 5.0) -> None:
+        self.specs = list(specs)
+        self.grace_s = grace_s
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop_requested = False
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        # Only set a flag: no locks in a signal handler.
+        self._stop_requested = True
+
+    def start(self) -> None:
+        for spec in self.specs:
+            self.children[spec.name] = subprocess.Popen(spec.argv, env=spec.env, start_new_session=True)
+
+    def wait_ready(self, probe: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._stop_requested or self.failed():
+                return False
+            if probe():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def failed(self) -> str | None:
+        for name, proc in self.children.items():
+            if proc.poll() is not None:
+                return f"{name} exited with status {proc.returncode}"
+        return None
+
+    def run(self, probe: Callable[[], bool], on_ready: Callable[[], None], ready_timeout_s: float = 30.0) -> int:
+        """Start, wait until ``probe`` passes, then supervise until a signal or a child's death."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            if not self.wait_ready(probe, ready_timeout_s):
+                if not self._stop_requested:
+                    print(f"synthflow-mock: not ready: {self.failed() or 'timed out'}", file=sys.stderr)
+                    return 1
+                return 0
+            on_ready()
+            while not self._stop_requested:
+                problem = self.failed()
+                if problem:
+                    print(f"synthflow-mock: {problem}; stopping", file=sys.stderr)
+                    return 1
+                time.sleep(0.1)
+            return 0
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def stop(self) -> None:
+        for proc in self.children.values():
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        for proc in self.children.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            # Kill whatever is left in the child's group (workers of a stuck master, say).
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
