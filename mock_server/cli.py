@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from mock_server import cli_lint
 from mock_server.core.config import MockConfig
 
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthflow-mock", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    cli_lint.add_parsers(sub)
     return parser
 
 
@@ -65,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mock_server.serve import serve
 
         return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers)
-    return 2
+    return cli_lint.run(args)
 
 
 if __name__ == "__main__":
