@@ -17,6 +17,20 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument("--sip-host", default=None, help="SIP bind address (default: --host)")
     p.add_argument("--sip-port", type=int, default=32681, help="SIP UDP+TCP port (default 32681, as Synthflow)")
+    p.add_argument("--no-sip", action="store_true", help="HTTP only")
+    p.add_argument("--sip-tls-port", type=int, default=None, help="also serve SIP over TLS on this port (e.g. 32682)")
+    p.add_argument("--sip-tls-cert", default=None, help="PEM certificate for --sip-tls-port")
+    p.add_argument("--sip-tls-key", default=None, help="PEM key for --sip-tls-port")
+    p.add_argument("--sip-t1-ms", type=int, default=500, help="SIP timer T1 (default 500 ms, RFC 3261)")
+    p.add_argument("--sip-ring-ms", type=int, default=0, help="delay before 180 Ringing")
+    p.add_argument("--sip-answer-ms", type=int, default=0, help="delay between 180 and 200 OK")
+    p.add_argument("--sip-require-xei", action="store_true",
+                   help="answer an INVITE without X-EI with 400 instead of accepting it as a direct dial")
+    p.add_argument("--sip-xei-lenient", action="store_true",
+                   help="accept a missing final ';', a lowercase prefix or spaces between tokens (warning only)")
+    p.add_argument("--sip-code", action="append", default=[], metavar="CASE=CODE",
+                   help="override a SIP answer, e.g. unknown_call=480 (cases: "
+                        "unknown_call, failed_call, busy, used_call, bad_xei, missing_xei)")
     p.add_argument("--workers", type=int, default=2, help="HTTP worker processes (default 2)")
     p.add_argument("--token", action="append", default=[],
                    help="accepted API token (repeatable); with none, any non-empty bearer token is accepted")
@@ -36,6 +50,19 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="SQLite file for shared state (default: a temporary file removed on exit)")
 
 
+def _sip_codes(pairs: list[str]) -> dict[str, int]:
+    from mock_server.sip.policy import DEFAULT_CODES
+
+    codes = {}
+    for pair in pairs:
+        case, _, code = pair.partition("=")
+        if case not in DEFAULT_CODES or not code.isdigit() or not 300 <= int(code) <= 699:
+            raise SystemExit(f"--sip-code {pair!r}: expected CASE=CODE with CASE in {', '.join(DEFAULT_CODES)} "
+                             "and CODE a final SIP code from 300 to 699")
+        codes[case] = int(code)
+    return codes
+
+
 def _config_from(args: argparse.Namespace) -> MockConfig:
     return MockConfig(
         tokens=tuple(args.token),
@@ -50,6 +77,15 @@ def _config_from(args: argparse.Namespace) -> MockConfig:
         store_path=args.store,
         sip_host=args.sip_host or args.host,
         sip_port=args.sip_port,
+        sip_tls_port=args.sip_tls_port,
+        sip_tls_cert=args.sip_tls_cert,
+        sip_tls_key=args.sip_tls_key,
+        sip_t1_ms=args.sip_t1_ms,
+        sip_ring_ms=args.sip_ring_ms,
+        sip_answer_ms=args.sip_answer_ms,
+        sip_require_xei=args.sip_require_xei,
+        sip_xei_lenient=args.sip_xei_lenient,
+        sip_codes=_sip_codes(args.sip_code),
     )
 
 
@@ -66,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from mock_server.serve import serve
 
-        return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers)
+        return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers,
+                     sip=not args.no_sip)
     return cli_lint.run(args)
 
 

@@ -13,6 +13,7 @@ import http.client
 import ipaddress
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from dataclasses import replace
@@ -52,7 +53,27 @@ def _http_ready(host: str, port: int) -> bool:
         conn.close()
 
 
-def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 2) -> int:
+def _sip_ready(host: str, port: int) -> bool:
+    """An OPTIONS over UDP gets an answer once the SIP child is listening."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        try:
+            sock.bind((host, 0))
+            local_port = sock.getsockname()[1]
+            probe = (f"OPTIONS sip:ready@{host}:{port} SIP/2.0\r\n"
+                     f"Via: SIP/2.0/UDP {host}:{local_port};branch=z9hG4bK{os.urandom(6).hex()};rport\r\n"
+                     "From: <sip:supervisor@localhost>;tag=ready\r\nTo: <sip:ready@localhost>\r\n"
+                     f"Call-ID: ready-{os.urandom(6).hex()}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                     "Content-Length: 0\r\n\r\n")
+            sock.sendto(probe.encode(), (host, port))
+            return sock.recv(65535).startswith(b"SIP/2.0 200")
+        except OSError:
+            return False
+
+
+def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 2,
+          sip: bool = True) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
     check_exposure(host, config)
     tmpdir = None
@@ -62,16 +83,30 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
     env = {**os.environ, CONFIG_ENV: to_json(config)}
     http_child = ChildSpec("http", [sys.executable, "-m", "mock_server.http.granian_main", host, str(http_port),
                                     str(workers)], env)
-    banner = (f"synthflow-mock ready: HTTP http://{_fmt(host)}:{http_port} ({workers} worker(s)), "
+    children = [http_child]
+    sip_text = ""
+    if sip:
+        children.append(ChildSpec("sip", [sys.executable, "-m", "mock_server.sip.runner"], env))
+        tls = f", tls {_fmt(config.sip_host)}:{config.sip_tls_port}" if config.sip_tls_port else ""
+        sip_text = f", SIP udp+tcp {_fmt(config.sip_host)}:{config.sip_port}{tls}"
+    banner = (f"synthflow-mock ready: HTTP http://{_fmt(host)}:{http_port} ({workers} worker(s)){sip_text}, "
               f"store {config.store_path}")
-    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    probe_host = _probe_host(host)
+    sip_probe_host = _probe_host(config.sip_host)
+
+    def ready() -> bool:
+        return _http_ready(probe_host, http_port) and (not sip or _sip_ready(sip_probe_host, config.sip_port))
+
     try:
-        supervisor = Supervisor([http_child])
-        return supervisor.run(lambda: _http_ready(probe_host, http_port),
-                              lambda: print(banner, file=sys.stderr, flush=True))
+        supervisor = Supervisor(children)
+        return supervisor.run(ready, lambda: print(banner, file=sys.stderr, flush=True))
     finally:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _probe_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
 
 
 def _fmt(host: str) -> str:

@@ -32,6 +32,7 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("/openapi.json", ("GET",), "openapi"),
     ("/_mock/health", ("GET",), "admin_health"),
     ("/_mock/calls", ("GET",), "admin_calls"),
+    ("/_mock/calls/<call_id>/sip", ("GET",), "admin_sip_ladder"),
     ("/_mock/journal", ("GET",), "admin_journal"),
     ("/_mock/reset", ("POST",), "admin_reset"),
 )
@@ -261,6 +262,15 @@ class Backend:
         found, total = self.store.list_calls(status=request.query.get("status"), limit=limit, offset=offset)
         counters = self.store.counters()
         return _Result(Response(200, {"calls": found, "total": total, "evicted": counters["calls_evicted"]}))
+
+    def _admin_sip_ladder(self, request: Request, call_id: str) -> _Result:
+        """One call's SIP messages in order: the ladder Synthflow's console draws."""
+        entries = self.store.journal(call_id=call_id, kinds=("sip",), limit=10_000)
+        ladder = [{k: e.get(k) for k in ("seq", "time", "direction", "transport", "local", "remote", "first_line",
+                                         "sip_call_id", "decision", "reason", "raw")} for e in entries]
+        call = self.store.get_call(call_id)
+        body = {"call_id": call_id, "call_status": call["call_status"] if call else None, "messages": ladder}
+        return _Result(Response(200 if call or ladder else 404, body))
 
     def _admin_journal(self, request: Request) -> _Result:
         q = request.query

@@ -29,7 +29,24 @@ class MockConfig:
     store_path: str = ":memory:"
     sip_host: str = "127.0.0.1"
     sip_port: int = 32681
-    extra: dict[str, str] = field(default_factory=dict)
+    sip_tls_port: int | None = None
+    sip_tls_cert: str | None = None
+    sip_tls_key: str | None = None
+    sip_t1_ms: int = 500
+    """RFC 3261 T1; T2 = 8·T1 and T4 = 10·T1 as in the RFC's defaults. Tests shrink it."""
+    sip_ring_ms: int = 0
+    """Time between 100 Trying and 180 Ringing."""
+    sip_answer_ms: int = 0
+    """Time between 180 Ringing and 200 OK."""
+    sip_require_xei: bool = False
+    """Answer an INVITE without X-EI with 400 instead of accepting it as a direct dial."""
+    sip_xei_lenient: bool = False
+    """Accept forgivable X-EI mistakes (missing final ';', lowercase prefix) with a warning."""
+    sip_codes: dict[str, int] = field(default_factory=dict)
+    """Overrides of the final codes in ``mock_server.sip.policy.DEFAULT_CODES``."""
+    sip_max_message_bytes: int = 65_535
+    sip_tcp_idle_s: float = 60.0
+    """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
 
 
 def to_json(config: MockConfig) -> str:

@@ -174,6 +174,25 @@ class Store:
                          (updated["call_status"], json.dumps(updated), call_id))
             return updated
 
+    def apply(self, entries: list[JsonDict], changes: dict[str, list[Callable[[JsonDict], None]]]) -> None:
+        """Append journal entries and apply queued changes to calls, all in one transaction.
+
+        ``changes`` maps a call id to functions that mutate the call object in place; unknown
+        ids are skipped (the call may have been evicted or reset meanwhile).
+        """
+        with self._transaction() as conn:
+            for call_id, fns in changes.items():
+                row = conn.execute("SELECT data FROM calls WHERE id = ?", (call_id,)).fetchone()
+                if row is None:
+                    continue
+                call = json.loads(row[0])
+                for fn in fns:
+                    fn(call)
+                conn.execute("UPDATE calls SET status = ?, data = ? WHERE id = ?",
+                             (call["call_status"], json.dumps(call), call_id))
+            for entry in entries:
+                self._append_journal(conn, entry)
+
     def reset(self) -> None:
         """Forget every call and journal entry, and zero the eviction counters."""
         with self._transaction() as conn:
@@ -189,6 +208,10 @@ class Store:
     def get_call(self, call_id: str) -> JsonDict | None:
         rows = self._read("SELECT data FROM calls WHERE id = ?", (call_id,))
         return json.loads(rows[0][0]) if rows else None
+
+    def call_status(self, call_id: str) -> str | None:
+        rows = self._read("SELECT status FROM calls WHERE id = ?", (call_id,))
+        return rows[0][0] if rows else None
 
     def get_plan(self, call_id: str) -> JsonDict | None:
         rows = self._read("SELECT plan FROM calls WHERE id = ?", (call_id,))

@@ -1,0 +1,88 @@
+"""What the fake trunk answers to an initial INVITE, and why.
+
+The X-EI check uses ``mock_server.xei``; the call it names is looked up in the
+shared store (prepared over HTTP, maybe by another process). The codes are the
+mock's documented choices (README, "SIP answers") and can be overridden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mock_server import xei
+from mock_server.sip.message import SipMessage
+
+DEFAULT_CODES: dict[str, int] = {
+    "unknown_call": 404,     # S. id never prepared
+    "failed_call": 503,      # prepare answered call_status "failed"
+    "busy": 486,             # the call already has a live SIP dialog
+    "used_call": 410,        # the call already completed or was cancelled
+    "bad_xei": 400,          # X-EI present but malformed
+    "missing_xei": 400,      # only when --sip-require-xei
+}
+REASONS = {
+    "unknown_call": "Call Not Prepared",
+    "failed_call": "Call Prepared As Failed",
+    "busy": "Busy Here",
+    "used_call": "Call Id Already Used",
+    "missing_xei": "Missing X-EI Header",
+}
+ACTIVE = frozenset({"ringing", "in-progress"})
+USED = frozenset({"completed", "canceled", "busy", "no-answer"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    accept: bool
+    code: int
+    reason: str
+    why: str
+    """Machine-readable cause: accepted, direct-dial, unknown_call, bad_xei:<code>, ..."""
+    call_id: str | None = None
+    warning: str | None = None
+    """Text for a ``Warning: 399`` header (the diagnostic, for a human)."""
+    external_id: str | None = None
+    retry_after: int | None = None
+
+
+def decide(
+    msg: SipMessage,
+    call_status: Callable[[str], str | None],
+    *,
+    require_xei: bool = False,
+    lenient: bool = False,
+    codes: dict[str, int] | None = None,
+) -> Decision:
+    """Decide the final answer to an initial INVITE from its X-EI header and the call's state."""
+    table = {**DEFAULT_CODES, **(codes or {})}
+    values = msg.get_all("x-ei")
+    if not values:
+        if require_xei:
+            return Decision(False, table["missing_xei"], REASONS["missing_xei"], "missing_xei",
+                            warning="the INVITE has no X-EI header; send X-EI: S.<synthflow_call_id>;")
+        return Decision(True, 200, "OK", "direct-dial: no X-EI header")
+    result = xei.parse(values if len(values) > 1 else values[0], strict=not lenient)
+    if not result.ok:
+        first = result.errors[0]
+        return Decision(False, table["bad_xei"], result.reason(), f"bad_xei:{first.code}",
+                        warning=f"{first.code}: {first.message}; hint: {first.hint}")
+    call_id = result.call_id
+    external = result.get("E")
+    if call_id is None:
+        return Decision(True, 200, "OK", "direct-dial: X-EI has no S. token", external_id=external)
+    status = call_status(call_id)
+    if status is None:
+        return _reject(table, "unknown_call", call_id, f"no call was prepared with synthflow_call_id {call_id}")
+    if status == "failed":
+        return Decision(False, table["failed_call"], REASONS["failed_call"], "failed_call", call_id,
+                        f"prepare_inbound answered call_status 'failed' for {call_id}", external, retry_after=30)
+    if status in ACTIVE:
+        return _reject(table, "busy", call_id, f"call {call_id} already has an active SIP dialog ({status})")
+    if status in USED:
+        return _reject(table, "used_call", call_id, f"call {call_id} was already used ({status})")
+    return Decision(True, 200, "OK", "accepted", call_id, external_id=external)
+
+
+def _reject(table: dict[str, int], why: str, call_id: str, warning: str) -> Decision:
+    return Decision(False, table[why], REASONS[why], why, call_id, warning)

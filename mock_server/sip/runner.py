@@ -1,0 +1,92 @@
+"""Run the SIP endpoint: as the standalone server's child process, or in a thread beside a test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+
+from mock_server.core.config import MockConfig, from_json
+from mock_server.core.store import Store
+from mock_server.sip.transport import SipServer, start_sip_server
+from mock_server.sip.uas import SipEndpoint
+
+CONFIG_ENV = "SYNTHFLOW_MOCK_CONFIG"
+
+
+async def _start(store: Store, config: MockConfig, port: int | None = None) -> SipServer:
+    endpoint = SipEndpoint(store, config, asyncio.get_running_loop())
+    return await start_sip_server(endpoint, config.sip_host, config.sip_port if port is None else port,
+                                  tls_port=config.sip_tls_port, tls_cert=config.sip_tls_cert,
+                                  tls_key=config.sip_tls_key)
+
+
+class SipThread:
+    """The SIP endpoint on its own event loop in a daemon thread, over a given store.
+
+    ``port=0`` binds a port free for both UDP and TCP; read it from ``.port``.
+    """
+
+    def __init__(self, store: Store, config: MockConfig, port: int | None = None) -> None:
+        self.store, self.config, self._port = store, config, port
+        self.loop = asyncio.new_event_loop()
+        self.server: SipServer | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, name="synthflow-mock-sip", daemon=True)
+
+    def start(self) -> SipThread:
+        self._thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(_start(self.store, self.config, self._port),
+                                                       self.loop).result(10)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    @property
+    def endpoint(self) -> SipEndpoint:
+        assert self.server is not None
+        return self.server.endpoint
+
+    def flush(self) -> None:
+        """Wait until everything received so far is journaled."""
+        asyncio.run_coroutine_threadsafe(_flush(self.endpoint), self.loop).result(10)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+async def _flush(endpoint: SipEndpoint) -> None:
+    await asyncio.sleep(0)
+    endpoint.flush()
+
+
+async def _serve_forever(config: MockConfig) -> None:
+    store = Store(config.store_path, journal_limit=config.journal_limit, calls_limit=config.calls_limit)
+    server = await _start(store, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"synthflow-mock SIP: {server.describe()}", file=sys.stderr, flush=True)
+    await stop.wait()
+    await server.close()
+    store.close()
+
+
+def main() -> None:
+    from mock_server.supervisor import die_with_parent
+
+    die_with_parent()
+    asyncio.run(_serve_forever(from_json(os.environ[CONFIG_ENV])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""A minimal SDP answer (RFC 3264/4566): PCMU or PCMA, plus telephone-event when offered."""
+
+from __future__ import annotations
+
+import re
+import time
+
+AUDIO_CODECS = {0: "PCMU/8000", 8: "PCMA/8000"}
+_RTPMAP_EVENT = re.compile(r"^a=rtpmap:(\d+) telephone-event/8000", re.MULTILINE | re.IGNORECASE)
+
+
+class NoCommonCodec(ValueError):
+    pass
+
+
+def answer(offer: bytes, local_ip: str, media_port: int = 40000) -> bytes:
+    """An answer to ``offer`` (or an offer of our own when it is empty); NoCommonCodec -> 488."""
+    chosen = [0]
+    event_pt = None
+    if offer.strip():
+        text = offer.decode("utf-8", "replace")
+        m_line = next((line for line in text.splitlines() if line.startswith("m=audio ")), None)
+        if m_line is None:
+            raise NoCommonCodec("no m=audio line in the offer")
+        offered = [int(p) for p in m_line.split()[3:] if p.isdigit()]
+        chosen = [pt for pt in offered if pt in AUDIO_CODECS][:1]
+        if not chosen:
+            raise NoCommonCodec("offer has neither PCMU (0) nor PCMA (8)")
+        match = _RTPMAP_EVENT.search(text)
+        if match and int(match.group(1)) in offered:
+            event_pt = int(match.group(1))
+    family = "IP6" if ":" in local_ip else "IP4"
+    session = int(time.time())
+    payloads = " ".join(str(pt) for pt in chosen + ([event_pt] if event_pt is not None else []))
+    lines = [
+        "v=0",
+        f"o=synthflow-mock {session} {session} IN {family} {local_ip}",
+        "s=synthflow-mock",
+        f"c=IN {family} {local_ip}",
+        "t=0 0",
+        f"m=audio {media_port} RTP/AVP {payloads}",
+        f"a=rtpmap:{chosen[0]} {AUDIO_CODECS[chosen[0]]}",
+    ]
+    if event_pt is not None:
+        lines += [f"a=rtpmap:{event_pt} telephone-event/8000", f"a=fmtp:{event_pt} 0-16"]
+    lines.append("a=sendrecv")
+    return ("\r\n".join(lines) + "\r\n").encode()

@@ -1,0 +1,212 @@
+"""Sockets for the SIP endpoint: UDP and TCP on the same port, optional TLS (RFC 3261 §18).
+
+Streams are framed by Content-Length, which is required there (§18.3): one read
+may hold several messages or part of one. Leading CRLFs are skipped and a
+double-CRLF keep-alive ping gets a CRLF pong (RFC 5626 §3.5.1). A header block
+that never ends is cut off at a limit, and a connection that stalls mid-message
+or stays silent is closed after an idle timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+
+from mock_server.sip.message import SipMessage, SipParseError, content_length, find_head_end, parse_head
+from mock_server.sip.uas import Peer, SipEndpoint, _addr
+
+MAX_HEAD = 64 * 1024
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local: tuple[str, int] = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.local = transport.get_extra_info("sockname")[:2]
+
+    def _send(self, data: bytes, to: tuple[str, int]) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.sendto(data, to)
+        return True
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not data.strip(b"\r\n"):
+            return  # keep-alive
+        peer = Peer("UDP", addr[:2], self.local, self._send)
+        try:
+            self.endpoint.receive(data, peer)
+        except Exception as exc:  # never let one datagram stop the endpoint
+            self.endpoint._record("in", peer, data, "unhandled", call_id=None, sip_call_id=None,
+                                  decision=f"internal error: {exc!r}")
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable after a send
+        pass
+
+
+class StreamProtocol(asyncio.Protocol):
+    """One TCP or TLS connection."""
+
+    def __init__(self, endpoint: SipEndpoint, transport_name: str) -> None:
+        self.endpoint = endpoint
+        self.name = transport_name
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.peer: Peer | None = None
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        remote = transport.get_extra_info("peername")[:2]
+        local = transport.get_extra_info("sockname")[:2]
+        self.peer = Peer(self.name, remote, local, self._send)
+        self._arm_idle()
+
+    def _send(self, data: bytes, _to: tuple[str, int]) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        return True
+
+    def _arm_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = self.endpoint.loop.call_later(self.endpoint.config.sip_tcp_idle_s, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        what = "in the middle of a message" if self.buffer.strip(b"\r\n") else "silent"
+        self._close(f"idle for {self.endpoint.config.sip_tcp_idle_s:g} s, {what}")
+
+    def _close(self, why: str) -> None:
+        if self.peer is not None:
+            self.endpoint._record("in", self.peer, bytes(self.buffer[:512]), "connection closed", call_id=None,
+                                  sip_call_id=None, decision=f"closed: {why}")
+        self.buffer.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._arm_idle()
+        try:
+            self._drain()
+        except Exception as exc:  # a bad connection must not take the endpoint down
+            self._close(f"internal error: {exc!r}")
+
+    def _drain(self) -> None:
+        assert self.peer is not None
+        buf = self.buffer
+        while buf and self.transport is not None:
+            # Skip CRLFs before a start line; answer a CRLFCRLF ping with a CRLF pong.
+            skipped = len(buf) - len(buf.lstrip(b"\r\n"))
+            if skipped:
+                if bytes(buf[:skipped]).count(b"\r\n") >= 2:
+                    self._send(b"\r\n", self.peer.remote)
+                del buf[:skipped]
+                continue
+            end, sep = find_head_end(buf)
+            if end == -1:
+                if len(buf) > MAX_HEAD:
+                    self._close(f"header block over {MAX_HEAD} bytes with no end")
+                return
+            msg = SipMessage()
+            head = bytes(buf[:end])
+            try:
+                parse_head(head, msg)
+                length = content_length(msg)
+                if length is None:
+                    raise SipParseError("Missing Content-Length Header (required over TCP)")
+            except SipParseError as exc:
+                raw = bytes(buf[:end + sep])
+                del buf[:end + sep]
+                self.endpoint._reject_unparsed(raw, self.peer, 400, exc.reason)
+                self._close(f"unframeable message: {exc.reason}")
+                return
+            if length > self.endpoint.config.sip_max_message_bytes:
+                raw = bytes(buf[:end + sep])
+                self.endpoint._reject_unparsed(raw, self.peer, 513, "Message Too Large")
+                self._close("Content-Length over the limit")
+                return
+            total = end + sep + length
+            if len(buf) < total:
+                return  # wait for the rest of the body
+            raw = bytes(buf[:total])
+            msg.body = raw[end + sep:]
+            del buf[:total]
+            self.endpoint.receive(raw, self.peer, parsed=msg)
+
+
+@dataclass
+class SipServer:
+    """The endpoint's listening sockets."""
+
+    endpoint: SipEndpoint
+    udp: asyncio.DatagramTransport | None = None
+    servers: list[asyncio.AbstractServer] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        assert self.udp is not None
+        return self.udp.get_extra_info("sockname")[1]
+
+    def describe(self) -> str:
+        parts = []
+        if self.udp is not None:
+            parts.append(f"udp {_addr(self.udp.get_extra_info('sockname')[:2])}")
+        for server in self.servers:
+            for sock in server.sockets:
+                kind = "tls" if getattr(server, "_synthflow_tls", False) else "tcp"
+                parts.append(f"{kind} {_addr(sock.getsockname()[:2])}")
+        return ", ".join(parts)
+
+    async def close(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            await server.wait_closed()
+        self.endpoint.close()
+
+
+async def start_sip_server(endpoint: SipEndpoint, host: str, port: int, *, tls_port: int | None = None,
+                           tls_cert: str | None = None, tls_key: str | None = None) -> SipServer:
+    """Bind UDP and TCP on ``port`` (0 picks one free for both), and TLS on ``tls_port`` when given."""
+    loop = endpoint.loop
+    server = SipServer(endpoint)
+    for _ in range(20):
+        udp, _proto = await loop.create_datagram_endpoint(lambda: UdpProtocol(endpoint), local_addr=(host, port))
+        bound = udp.get_extra_info("sockname")[1]
+        try:
+            tcp = await loop.create_server(lambda: StreamProtocol(endpoint, "TCP"), host, bound, reuse_address=True,
+                                           backlog=1024)
+        except OSError:
+            udp.close()
+            if port:
+                raise
+            continue  # the free UDP port was taken for TCP; try another
+        server.udp = udp
+        server.servers.append(tcp)
+        break
+    else:
+        raise OSError("could not find a port free for both UDP and TCP")
+    if tls_port is not None:
+        if not (tls_cert and tls_key):
+            raise ValueError("TLS needs a certificate and a key")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls_cert, tls_key)
+        tls = await loop.create_server(lambda: StreamProtocol(endpoint, "TLS"), host, tls_port, ssl=context,
+                                       reuse_address=True)
+        tls._synthflow_tls = True  # type: ignore[attr-defined]
+        server.servers.append(tls)
+    return server

@@ -1,0 +1,148 @@
+"""The SIP endpoint driven by SIPp over real UDP and TCP sockets on loopback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from mock_server.core.backend import Backend, Request
+from mock_server.core.config import MockConfig
+from mock_server.sip.runner import SipThread
+from tests.conftest import VALID_BODY
+from tests.sip_client import UdpClient, request
+from tests.sipp_helper import require_sipp, run_sipp
+
+pytestmark = pytest.mark.sipp
+TRANSPORTS = [pytest.param("u1", id="udp"), pytest.param("t1", id="tcp")]
+
+
+class Trunk:
+    """A backend and its SIP endpoint on a free port, sharing one in-memory store."""
+
+    def __init__(self, **config):
+        self.config = MockConfig(sip_port=0, sip_t1_ms=100, **config)
+        self.backend = Backend(self.config)
+        self.sip = SipThread(self.backend.store, self.config, port=0).start()
+
+    def prepare(self, outcome: str = "registered") -> str:
+        headers = {"authorization": "Bearer t", "content-type": "application/json", "prefer": f"outcome={outcome}"}
+        resp = self.backend.handle(Request("POST", "/v2/prepare_inbound", headers, json.dumps(VALID_BODY).encode()))
+        return json.loads(resp.body)["synthflow_call_id"]
+
+    def call(self, call_id: str) -> dict:
+        self.sip.flush()
+        call = self.backend.store.get_call(call_id)
+        assert call is not None
+        return call
+
+    def ladder(self, call_id: str) -> list[str]:
+        self.sip.flush()
+        resp = self.backend.handle(Request("GET", f"/_mock/calls/{call_id}/sip", {}))
+        return [m["direction"] + " " + m["first_line"].split(" sip:")[0] for m in resp.body["messages"]]
+
+
+@pytest.fixture
+def trunk_factory():
+    require_sipp()
+    made = []
+
+    def make(**config):
+        trunk = Trunk(**config)
+        made.append(trunk)
+        return trunk
+
+    yield make
+    for trunk in made:
+        trunk.sip.stop()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_registered_call_completes(trunk_factory, tmp_path, transport):
+    trunk = trunk_factory()
+    call_id = trunk.prepare()
+    run = run_sipp("uac_call.xml", trunk.sip.port, tmp_path, rows=[[call_id, "a" * 32]], transport=transport)
+    assert run.returncode == 0, run.output + run.errors
+    assert run.counter("SuccessfulCall(C)") == 1
+    call = trunk.call(call_id)
+    assert call["call_status"] == "completed"
+    assert [e["event"] for e in call["timeline"]] == ["prepared", "invite", "answered", "acknowledged", "bye"]
+    assert call["twilio_call_sid"] == "CA" + "a" * 32
+    assert call["end_call_reason"] == "human_ended_call"
+    assert trunk.ladder(call_id) == [
+        "in INVITE", "out SIP/2.0 100 Trying", "out SIP/2.0 180 Ringing", "out SIP/2.0 200 OK",
+        "in ACK", "in BYE", "out SIP/2.0 200 OK"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_several_calls_in_a_row(trunk_factory, tmp_path, transport):
+    trunk = trunk_factory()
+    ids = [trunk.prepare() for _ in range(20)]
+    run = run_sipp("uac_call.xml", trunk.sip.port, tmp_path, rows=[[i, "b" * 32] for i in ids],
+                   transport=transport, rate=50)
+    assert run.returncode == 0, run.output + run.errors
+    assert run.counter("SuccessfulCall(C)") == 20
+    assert {trunk.call(i)["call_status"] for i in ids} == {"completed"}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_unknown_call_id_gets_404(trunk_factory, tmp_path, transport):
+    trunk = trunk_factory()
+    unknown = str(uuid.uuid4())
+    run = run_sipp("uac_rejected.xml", trunk.sip.port, tmp_path, keys={"expected": "404", "xei": f"S.{unknown};"},
+                   transport=transport)
+    assert run.returncode == 0, run.output + run.errors
+    decisions = [e["decision"] for e in trunk.backend.store.journal(kinds=("sip",)) if e["direction"] == "in"]
+    assert decisions[0] == "unknown_call" and "ack of final response" in decisions
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("value, reason", [
+    ("S.{id}", "does not end with"),
+    ("s.{id};", "lowercase"),
+    ("{id};", "no prefix"),
+    ("S.{id};S.{id};", "appears 2 times"),
+])
+def test_malformed_xei_gets_400_naming_the_problem(trunk_factory, tmp_path, transport, value, reason):
+    trunk = trunk_factory()
+    call_id = trunk.prepare()
+    run = run_sipp("uac_rejected.xml", trunk.sip.port, tmp_path,
+                   keys={"expected": "400", "xei": value.format(id=call_id)}, transport=transport)
+    assert run.returncode == 0, run.output + run.errors
+    sent = next(e for e in trunk.backend.store.journal(kinds=("sip",)) if e["first_line"].startswith("SIP/2.0 400"))
+    assert reason in sent["first_line"]  # the reason phrase names the problem
+    assert "Warning: 399 synthflow-mock" in sent["raw"]
+    assert trunk.call(call_id)["call_status"] == "registered"  # a bad INVITE does not consume the call
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_cancel_before_answer_gets_487(trunk_factory, tmp_path, transport):
+    trunk = trunk_factory(sip_answer_ms=5000)
+    call_id = trunk.prepare()
+    run = run_sipp("uac_cancel.xml", trunk.sip.port, tmp_path, rows=[[call_id]], transport=transport)
+    assert run.returncode == 0, run.output + run.errors
+    call = trunk.call(call_id)
+    assert call["call_status"] == "canceled"
+    assert [e["event"] for e in call["timeline"]][-1] == "canceled"
+
+
+def test_failed_call_gets_503_and_busy_call_486(trunk_factory, tmp_path):
+    trunk = trunk_factory(sip_answer_ms=5000)
+    failed = trunk.prepare("failed")
+    run = run_sipp("uac_rejected.xml", trunk.sip.port, tmp_path, keys={"expected": "503", "xei": f"S.{failed};"})
+    assert run.returncode == 0, run.output + run.errors
+    busy = trunk.prepare()
+    first = UdpClient(trunk.sip.port)  # rings for 5 s: its call is active
+    first.send(request("INVITE", trunk.sip.port, first.local_port, xei=f"S.{busy};"))
+    assert [first.recv().status, first.recv().status] == [100, 180]
+    run = run_sipp("uac_rejected.xml", trunk.sip.port, tmp_path, keys={"expected": "486", "xei": f"S.{busy};"})
+    assert run.returncode == 0, run.output + run.errors
+    first.close()
+
+
+def test_codes_are_configurable(trunk_factory, tmp_path):
+    trunk = trunk_factory(sip_codes={"unknown_call": 480})
+    run = run_sipp("uac_rejected.xml", trunk.sip.port, tmp_path,
+                   keys={"expected": "480", "xei": f"S.{uuid.uuid4()};"})
+    assert run.returncode == 0, run.output + run.errors
