@@ -29,6 +29,7 @@ DISPLAY = {
 }
 KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "SUBSCRIBE", "NOTIFY",
                            "MESSAGE", "REFER", "INFO", "UPDATE", "PRACK", "PUBLISH"})
+_SLASH = re.compile(r"[ \t]*/[ \t]*")
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
@@ -171,6 +172,8 @@ def content_length(msg: SipMessage) -> int | None:
 
 def parse_datagram(data: bytes) -> SipMessage:
     """One UDP datagram is one message (§18.3): Content-Length cuts extra bytes, a short body is an error."""
+    if not data.strip(b"\r\n \t"):
+        raise SipParseError("Empty message")
     end, sep = find_head_end(data)
     msg = SipMessage()
     if end == -1:
@@ -233,8 +236,10 @@ class Via:
 
 def parse_via(value: str) -> Via:
     main, params = header_params(value)
+    # sent-protocol allows whitespace around each '/' (SLASH = SWS "/" SWS, RFC 3261 §25.1)
+    main = _SLASH.sub("/", main.strip())
     proto, _, sent_by = main.partition(" ")
-    pieces = proto.replace(" ", "").split("/")
+    pieces = proto.split("/")
     if len(pieces) != 3 or pieces[0].upper() != "SIP":
         raise SipParseError("Bad Via header")
     sent_by = sent_by.strip()

@@ -240,7 +240,7 @@ class SipEndpoint:
         try:
             reply_to = self._reply_address(msg, peer)
         except SipParseError:
-            return
+            reply_to = peer.remote  # an unreadable Via: answer where the request came from
         self._send_response(msg, peer, reply_to, code, reason, extra=extra, call_id=None,
                             to_tag=_rand(4) if code != 100 else None)
 
