@@ -129,7 +129,13 @@ def parse(value: str | Sequence[str], *, strict: bool = True) -> ParseResult:
                 "send one X-EI header carrying every token"))
             _check_duplicates(result)
         return result
+    fast = _PLAIN_CALL_ID.fullmatch(value)
+    if fast:  # the common case, S.<uuid>; and nothing else: no diagnostics possible
+        return ParseResult(value, [Token("S", fast.group(1))])
     return _parse_one(value, strict)
+
+
+_PLAIN_CALL_ID = re.compile(r"S\.([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12});")
 
 
 class _Collector:

@@ -119,3 +119,19 @@ def test_openapi_is_served_bundled(client):
     text = str(doc)
     assert ".schema.json" not in text  # every file reference was inlined
     assert set(doc["components"]["schemas"]) >= {"Call", "Error", "PrepareInboundRequest"}
+
+
+def test_prepare_bulk_registers_many_calls_through_the_contract(client):
+    resp = client.post("/_mock/prepare_bulk", json={"count": 50, "body": VALID_BODY})
+    assert resp.status_code == 200
+    ids = resp.json["call_ids"]
+    assert len(set(ids)) == 50
+    call = client.get(f"/v2/calls/{ids[7]}", headers=AUTH).json["response"]["calls"][0]
+    assert_matches("call.schema.json", call)
+    assert call["call_status"] == "registered"
+    bad = client.post("/_mock/prepare_bulk", json={"count": 2, "body": {"from_number": "x"}})
+    assert_error(bad, 422, "validation_error")
+    assert_error(client.post("/_mock/prepare_bulk", json={"count": 0, "body": VALID_BODY}), 422, "validation_error")
+    failed = client.post("/_mock/prepare_bulk", json={"count": 1, "body": VALID_BODY, "outcome": "failed"})
+    assert client.get(f"/v2/calls/{failed.json['call_ids'][0]}", headers=AUTH).json["response"]["calls"][0][
+        "call_status"] == "failed"

@@ -37,6 +37,10 @@ class Trunk:
         assert call is not None
         return call
 
+    def journal(self) -> list[dict]:
+        self.sip.flush()
+        return self.backend.store.journal(kinds=("sip",))
+
     def ladder(self, call_id: str) -> list[str]:
         self.sip.flush()
         resp = self.backend.handle(Request("GET", f"/_mock/calls/{call_id}/sip", {}))
@@ -93,7 +97,7 @@ def test_unknown_call_id_gets_404(trunk_factory, tmp_path, transport):
     run = run_sipp("uac_rejected.xml", trunk.sip.port, tmp_path, keys={"expected": "404", "xei": f"S.{unknown};"},
                    transport=transport)
     assert run.returncode == 0, run.output + run.errors
-    decisions = [e["decision"] for e in trunk.backend.store.journal(kinds=("sip",)) if e["direction"] == "in"]
+    decisions = [e["decision"] for e in trunk.journal() if e["direction"] == "in"]
     assert decisions[0] == "unknown_call" and "ack of final response" in decisions
 
 
@@ -110,7 +114,7 @@ def test_malformed_xei_gets_400_naming_the_problem(trunk_factory, tmp_path, tran
     run = run_sipp("uac_rejected.xml", trunk.sip.port, tmp_path,
                    keys={"expected": "400", "xei": value.format(id=call_id)}, transport=transport)
     assert run.returncode == 0, run.output + run.errors
-    sent = next(e for e in trunk.backend.store.journal(kinds=("sip",)) if e["first_line"].startswith("SIP/2.0 400"))
+    sent = next(e for e in trunk.journal() if e["first_line"].startswith("SIP/2.0 400"))
     assert reason in sent["first_line"]  # the reason phrase names the problem
     assert "Warning: 399 synthflow-mock" in sent["raw"]
     assert trunk.call(call_id)["call_status"] == "registered"  # a bad INVITE does not consume the call

@@ -35,6 +35,7 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("/_mock/calls/<call_id>/sip", ("GET",), "admin_sip_ladder"),
     ("/_mock/journal", ("GET",), "admin_journal"),
     ("/_mock/reset", ("POST",), "admin_reset"),
+    ("/_mock/prepare_bulk", ("POST",), "admin_prepare_bulk"),
 )
 """(rule, methods, endpoint): the one route table both the Flask app and the in-process door use."""
 
@@ -289,6 +290,33 @@ class Backend:
         body = {"entries": entries, "size": counters["journal_size"], "limit": self.store.journal_limit,
                 "evicted": counters["journal_evicted"]}
         return _Result(Response(200, body))
+
+    def _admin_prepare_bulk(self, request: Request) -> _Result:
+        """Prepare ``count`` calls from one body in one go (load tests pre-register ids this way).
+
+        Body: ``{"count": N, "body": {...prepare_inbound body...}, "outcome": "registered"}``. The
+        inner body is validated against the same contract; each call is journaled as a prepare.
+        """
+        spec = self._json_body(request)
+        if not isinstance(spec, dict) or not isinstance(spec.get("count"), int) or not 1 <= spec["count"] <= 100_000:
+            raise ApiError(422, "validation_error", "count must be an integer from 1 to 100000", field="/count")
+        body = spec.get("body")
+        self._validate(body)
+        outcome = spec.get("outcome", "registered")
+        if outcome not in outcomes.HTTP_OUTCOMES:
+            raise ApiError(422, "validation_error", f"outcome must be one of {outcomes.HTTP_OUTCOMES}",
+                           field="/outcome")
+        now_ms = int(time.time() * 1000)
+        new_calls = []
+        for _ in range(spec["count"]):
+            call_id = self.ids.new()
+            call = calls.new_call(body, call_id, now_ms,
+                                  error_message=FAILED_MESSAGE if outcome == "failed" else None)
+            new_calls.append(call)
+        self.store.add_calls(new_calls, {"time": time.time(), "kind": "admin", "path": "/_mock/prepare_bulk",
+                                         "method": "POST", "outcome": outcome, "reason": "bulk",
+                                         "status": 200, "count": len(new_calls)})
+        return _Result(Response(200, {"call_ids": [c["synthflow_call_id"] for c in new_calls]}))
 
     def _admin_reset(self, request: Request) -> _Result:
         self.store.reset()

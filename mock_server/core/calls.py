@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -60,12 +61,27 @@ def new_call(body: JsonDict, call_id: str, now_ms: int, *, error_message: str | 
     return call
 
 
-def add_event(call: JsonDict, event: str, now_ms: int, status: str | None = None, **detail: Any) -> JsonDict:
-    """Append a timeline entry and optionally move ``call_status``."""
-    entry: JsonDict = {"event": event, "time": now_ms}
-    if detail:
-        entry["detail"] = detail
-    call["timeline"].append(entry)
-    if status is not None:
-        call["call_status"] = status
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One step of a call's life after prepare: a timeline entry, maybe a new status, maybe field values."""
+
+    call_id: str
+    time: int
+    event: str
+    status: str | None = None
+    detail: JsonDict | None = None
+    fields: JsonDict | None = None
+
+
+def apply_events(call: JsonDict, events: list[CallEvent]) -> JsonDict:
+    """Fold lifecycle events into a call object (in place) and return it."""
+    for e in events:
+        entry: JsonDict = {"event": e.event, "time": e.time}
+        if e.detail:
+            entry["detail"] = e.detail
+        call["timeline"].append(entry)
+        if e.status is not None:
+            call["call_status"] = e.status
+        if e.fields:
+            call.update(e.fields)
     return call

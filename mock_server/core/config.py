@@ -45,6 +45,8 @@ class MockConfig:
     sip_codes: dict[str, int] = field(default_factory=dict)
     """Overrides of the final codes in ``mock_server.sip.policy.DEFAULT_CODES``."""
     sip_max_message_bytes: int = 65_535
+    sip_flush_ms: int = 10
+    """SIP journal entries and call state changes are written in batches at most this long after they happen."""
     sip_tcp_idle_s: float = 60.0
     """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
 

@@ -8,6 +8,13 @@ Two bounded tables: ``calls`` (prepared calls with their JSON object) and
 ``journal`` (every request and SIP message received, every answer sent).
 Each bound evicts the oldest rows and counts what it evicted, so a reader can
 always tell whether the record is complete.
+
+A call's SIP lifecycle is stored as appended ``call_events`` (plus the current
+``status`` column) rather than by rewriting its JSON: the SIP endpoint writes
+three or four events per call at thousands of calls a second, and an append is
+several times cheaper than a read-modify-write. Readers fold the events into
+the call object (``calls.apply_events``). SIP journal rows use columns, not
+JSON, for the same reason.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from mock_server.core.calls import CallEvent, apply_events
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -36,9 +45,29 @@ CREATE TABLE IF NOT EXISTS journal (
     kind    TEXT NOT NULL,
     call_id TEXT,
     path    TEXT,
-    entry   TEXT NOT NULL
+    entry   TEXT,
+    raw     TEXT,
+    direction   TEXT,
+    transport   TEXT,
+    local       TEXT,
+    remote      TEXT,
+    first_line  TEXT,
+    sip_call_id TEXT,
+    decision    TEXT,
+    reason      TEXT,
+    extra       TEXT
 );
 CREATE INDEX IF NOT EXISTS journal_call_id ON journal(call_id);
+CREATE TABLE IF NOT EXISTS call_events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL,
+    time    INTEGER NOT NULL,
+    event   TEXT NOT NULL,
+    status  TEXT,
+    detail  TEXT,
+    fields  TEXT
+);
+CREATE INDEX IF NOT EXISTS call_events_call_id ON call_events(call_id);
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -47,6 +76,13 @@ INSERT OR IGNORE INTO counters(name, value) VALUES ('journal_evicted', 0), ('cal
 """
 
 JsonDict = dict[str, Any]
+_STATUS = ("COALESCE((SELECT e.status FROM call_events e WHERE e.call_id = calls.id AND e.status IS NOT NULL "
+           "ORDER BY e.seq DESC LIMIT 1), calls.status)")
+"""A call's current status: its newest lifecycle event's, else the one it was prepared with."""
+_SIP_META = ("direction", "transport", "local", "remote", "first_line", "sip_call_id", "decision", "reason")
+_JOURNAL_INSERT = ("INSERT INTO journal(time, kind, call_id, path, entry, raw, direction, transport, local, remote, "
+                   "first_line, sip_call_id, decision, reason, extra) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class Store:
@@ -64,27 +100,49 @@ class Store:
         self.journal_limit = journal_limit
         self.calls_limit = calls_limit
         self._lock = threading.RLock()
+        """Serialises writers within this process (flock only excludes other processes)."""
         self._pid = -1
-        self._conn: sqlite3.Connection | None = None
+        self._shared: sqlite3.Connection | None = None
+        self._local = threading.local()
         self._lock_fd: int | None = None
         self._connection()  # create the schema now, so a bad path fails at start-up
 
     # -- connection -------------------------------------------------------------
+    @property
+    def in_memory(self) -> bool:
+        return self.path == ":memory:"
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        if not self.in_memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+        # Durability is not a goal for a mock; speed under load is.
+        conn.execute("PRAGMA synchronous=OFF")
+        return conn
+
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
-            # Durability is not a goal for a mock; speed under load is.
-            conn.execute("PRAGMA synchronous=OFF")
-            if self.path != ":memory:":
+        """This thread's connection. A file store gives each thread its own, so a reader never waits
+        for a writer (WAL); an in-memory store has one connection, guarded by the lock."""
+        pid = os.getpid()
+        if self._pid != pid:  # first use, or a forked child: nothing inherited is usable
+            self._pid, self._shared, self._local = pid, None, threading.local()
+            if not self.in_memory:
                 # Writers from several processes queue on a kernel file lock, which wakes the next
                 # one at once; SQLite's own busy handler sleeps in whole milliseconds instead.
                 self._lock_fd = os.open(self.path + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
+            conn = self._open()
             with self._file_lock():
                 conn.executescript(_SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+            if self.in_memory:
+                self._shared = conn
+            else:
+                self._local.conn = conn
+        if self._shared is not None:
+            return self._shared
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._open()
+        return conn
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -111,31 +169,45 @@ class Store:
                 conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Close this thread's connection (and the shared one of an in-memory store)."""
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-                if self._lock_fd is not None:
-                    os.close(self._lock_fd)
-            self._conn, self._lock_fd = None, None
+            if self._pid != os.getpid():
+                return
+            conn = self._shared or getattr(self._local, "conn", None)
+            if conn is not None:
+                conn.close()
+            self._shared, self._local = None, threading.local()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+            self._pid = -1
 
     # -- writes -----------------------------------------------------------------
-    def _append_journal(self, conn: sqlite3.Connection, entry: JsonDict) -> int:
-        cur = conn.execute(
-            "INSERT INTO journal(time, kind, call_id, path, entry) VALUES (?, ?, ?, ?, ?)",
-            (entry["time"], entry["kind"], entry.get("call_id"), entry.get("path"), json.dumps(entry, default=str)),
-        )
-        seq = cur.lastrowid or 0
+    @staticmethod
+    def _journal_row(entry: JsonDict | tuple[Any, ...]) -> tuple[Any, ...]:
+        if isinstance(entry, tuple):  # already a row (sip_journal_row)
+            return entry
+        return (entry["time"], entry["kind"], entry.get("call_id"), entry.get("path"),
+                json.dumps(entry, default=str), None, None, None, None, None, None, None, None, None, None)
+
+    def _append_journal(self, conn: sqlite3.Connection, entry: JsonDict) -> None:
+        self._append_journal_many(conn, [entry])
+
+    def _append_journal_many(self, conn: sqlite3.Connection, entries: list[Any]) -> None:
+        conn.executemany(_JOURNAL_INSERT, [self._journal_row(e) for e in entries])
+        self._evict_journal(conn)
+
+    def _evict_journal(self, conn: sqlite3.Connection) -> None:
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()[0]
         if seq > self.journal_limit:
             gone = conn.execute("DELETE FROM journal WHERE seq <= ?", (seq - self.journal_limit,)).rowcount
             if gone:
                 conn.execute("UPDATE counters SET value = value + ? WHERE name = 'journal_evicted'", (gone,))
-        return seq
 
     def record(self, *entries: JsonDict) -> None:
         """Append journal entries (each a JSON-able dict with at least ``time`` and ``kind``)."""
         with self._transaction() as conn:
-            for entry in entries:
-                self._append_journal(conn, entry)
+            self._append_journal_many(conn, list(entries))
 
     def add_call(self, call: JsonDict, journal_entry: JsonDict, plan: JsonDict | None = None,
                  *, call_json: str | bytes | None = None) -> None:
@@ -150,67 +222,78 @@ class Store:
                 (call["synthflow_call_id"], call["call_status"], data,
                  json.dumps(plan) if plan is not None else None),
             )
-            seq = cur.lastrowid or 0
-            if seq > self.calls_limit:
-                gone = conn.execute("DELETE FROM calls WHERE seq <= ?", (seq - self.calls_limit,)).rowcount
-                if gone:
-                    conn.execute("UPDATE counters SET value = value + ? WHERE name = 'calls_evicted'", (gone,))
+            self._evict_calls(conn, cur.lastrowid or 0)
             self._append_journal(conn, journal_entry)
 
-    def update_call(self, call_id: str, change: Callable[[JsonDict], JsonDict | None]) -> JsonDict | None:
-        """Read, change and write one call atomically; ``change`` returns the new object or None to keep it.
+    def _evict_calls(self, conn: sqlite3.Connection, last_seq: int) -> None:
+        if last_seq <= self.calls_limit:
+            return
+        cutoff = last_seq - self.calls_limit
+        conn.execute("DELETE FROM call_events WHERE call_id IN (SELECT id FROM calls WHERE seq <= ?)", (cutoff,))
+        gone = conn.execute("DELETE FROM calls WHERE seq <= ?", (cutoff,)).rowcount
+        if gone:
+            conn.execute("UPDATE counters SET value = value + ? WHERE name = 'calls_evicted'", (gone,))
 
-        Returns the stored object after the change, or None when the call is unknown.
-        """
+    def add_calls(self, new_calls: list[JsonDict], journal_entry: JsonDict) -> None:
+        """Store many calls and one journal entry in one transaction (bulk pre-registration)."""
         with self._transaction() as conn:
-            row = conn.execute("SELECT data FROM calls WHERE id = ?", (call_id,)).fetchone()
-            if row is None:
-                return None
-            call = json.loads(row[0])
-            updated = change(call)
-            if updated is None:
-                return call
-            conn.execute("UPDATE calls SET status = ?, data = ? WHERE id = ?",
-                         (updated["call_status"], json.dumps(updated), call_id))
-            return updated
+            cur = conn.executemany(
+                "INSERT INTO calls(id, status, data) VALUES (?, ?, ?)",
+                [(c["synthflow_call_id"], c["call_status"], json.dumps(c)) for c in new_calls],
+            )
+            del cur
+            self._evict_calls(conn, conn.execute("SELECT MAX(seq) FROM calls").fetchone()[0] or 0)
+            self._append_journal(conn, journal_entry)
 
-    def apply(self, entries: list[JsonDict], changes: dict[str, list[Callable[[JsonDict], None]]]) -> None:
-        """Append journal entries and apply queued changes to calls, all in one transaction.
-
-        ``changes`` maps a call id to functions that mutate the call object in place; unknown
-        ids are skipped (the call may have been evicted or reset meanwhile).
-        """
+    def apply(self, entries: list[Any], events: list[CallEvent]) -> None:
+        """Append journal entries (dicts, or rows from ``sip_journal_row``) and call events in one transaction."""
         with self._transaction() as conn:
-            for call_id, fns in changes.items():
-                row = conn.execute("SELECT data FROM calls WHERE id = ?", (call_id,)).fetchone()
-                if row is None:
-                    continue
-                call = json.loads(row[0])
-                for fn in fns:
-                    fn(call)
-                conn.execute("UPDATE calls SET status = ?, data = ? WHERE id = ?",
-                             (call["call_status"], json.dumps(call), call_id))
-            for entry in entries:
-                self._append_journal(conn, entry)
+            if events:
+                # Appended only: the current status is the newest event's (see _STATUS), so the call row
+                # with its JSON is never rewritten on the SIP hot path.
+                conn.executemany("INSERT INTO call_events(call_id, time, event, status, detail, fields) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(e.call_id, e.time, e.event, e.status, json.dumps(e.detail) if e.detail else None,
+                                   json.dumps(e.fields) if e.fields else None) for e in events])
+            if entries:
+                self._append_journal_many(conn, entries)
 
     def reset(self) -> None:
         """Forget every call and journal entry, and zero the eviction counters."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM calls")
+            conn.execute("DELETE FROM call_events")
             conn.execute("DELETE FROM journal")
             conn.execute("UPDATE counters SET value = 0")
 
     # -- reads ------------------------------------------------------------------
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._connection().execute(sql, args).fetchall()
+        if self.in_memory:
+            with self._lock:
+                return self._connection().execute(sql, args).fetchall()
+        return self._connection().execute(sql, args).fetchall()
+
+    def _events_for(self, ids: list[str]) -> dict[str, list[CallEvent]]:
+        found: dict[str, list[CallEvent]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._read(f"SELECT call_id, time, event, status, detail, fields FROM call_events "
+                              f"WHERE call_id IN ({', '.join('?' * len(chunk))}) ORDER BY seq", tuple(chunk))
+            for cid, t, event, status, detail, fields in rows:
+                found.setdefault(cid, []).append(CallEvent(
+                    cid, t, event, status, json.loads(detail) if detail else None,
+                    json.loads(fields) if fields else None))
+        return found
 
     def get_call(self, call_id: str) -> JsonDict | None:
+        """The call object with its lifecycle events folded in."""
         rows = self._read("SELECT data FROM calls WHERE id = ?", (call_id,))
-        return json.loads(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        return apply_events(json.loads(rows[0][0]), self._events_for([call_id]).get(call_id, []))
 
     def call_status(self, call_id: str) -> str | None:
-        rows = self._read("SELECT status FROM calls WHERE id = ?", (call_id,))
+        rows = self._read(f"SELECT {_STATUS} FROM calls WHERE id = ?", (call_id,))
         return rows[0][0] if rows else None
 
     def get_plan(self, call_id: str) -> JsonDict | None:
@@ -218,10 +301,12 @@ class Store:
         return json.loads(rows[0][0]) if rows and rows[0][0] else None
 
     def list_calls(self, *, status: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[JsonDict], int]:
-        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+        where, args = (f"WHERE {_STATUS} = ?", (status,)) if status else ("", ())
         total = self._read(f"SELECT COUNT(*) FROM calls {where}", args)[0][0]
         rows = self._read(f"SELECT data FROM calls {where} ORDER BY seq DESC LIMIT ? OFFSET ?", (*args, limit, offset))
-        return [json.loads(r[0]) for r in rows], total
+        found = [json.loads(r[0]) for r in rows]
+        events = self._events_for([c["synthflow_call_id"] for c in found])
+        return [apply_events(c, events.get(c["synthflow_call_id"], [])) for c in found], total
 
     def journal(
         self,
@@ -249,14 +334,34 @@ class Store:
             clauses.append("seq > ?")
             args.append(after_seq)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(f"SELECT seq, entry FROM journal {where} ORDER BY seq LIMIT ?", (*args, limit))
-        return [{"seq": seq, **json.loads(entry)} for seq, entry in rows]
+        columns = ", ".join(("seq", "time", "kind", "call_id", "entry", "raw", *_SIP_META, "extra"))
+        rows = self._read(f"SELECT {columns} FROM journal {where} ORDER BY seq LIMIT ?", (*args, limit))
+        out = []
+        for seq, t, kind, call_id, entry, raw, *meta, extra in rows:
+            if entry is not None:
+                out.append({"seq": seq, **json.loads(entry)})
+                continue
+            item = {"seq": seq, "time": t, "kind": kind, "call_id": call_id,
+                    **dict(zip(_SIP_META, meta, strict=True)), "raw": raw, "raw_bytes": len(raw.encode())}
+            if extra:
+                item.update(json.loads(extra))
+            out.append(item)
+        return out
 
     def counters(self) -> dict[str, int]:
         counts = dict(self._read("SELECT name, value FROM counters"))
         counts["journal_size"] = self._read("SELECT COUNT(*) FROM journal")[0][0]
         counts["calls"] = self._read("SELECT COUNT(*) FROM calls")[0][0]
         return counts
+
+
+def sip_journal_row(time_s: float, call_id: str | None, raw: str, direction: str, transport: str, local: str,
+                    remote: str, first_line: str, sip_call_id: str | None, decision: str | None,
+                    reason: str | None, extra: JsonDict | None = None) -> tuple[Any, ...]:
+    """A SIP journal entry as a row: columns, not JSON, since escaping a raw message's CRLFs on every
+    write costs more than the rest of the entry. The SIP endpoint writes several per call."""
+    return (time_s, "sip", call_id, None, None, raw, direction, transport, local, remote, first_line, sip_call_id,
+            decision, reason, json.dumps(extra) if extra else None)
 
 
 def now() -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 COMPACT = {
     "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length", "c": "content-type",
@@ -56,19 +57,45 @@ class SipMessage:
     """(lower-case canonical name, value), in arrival order; list headers split into one entry per value."""
     body: bytes = b""
     deviations: list[str] = field(default_factory=list)
+    _index: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
+    _via: Via | None = field(default=None, repr=False, compare=False)
+    response_base: Any = field(default=None, repr=False, compare=False)
+    """Headers every response to this request copies; computed once by the UAS."""
 
     @property
     def is_request(self) -> bool:
         return self.method is not None
 
+    def _by_name(self) -> dict[str, list[str]]:
+        # Built on first lookup; headers are not changed after parsing.
+        if self._index is None:
+            index: dict[str, list[str]] = {}
+            for key, value in self.headers:
+                index.setdefault(key, []).append(value)
+            self._index = index
+        return self._index
+
     def get(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        values = (self._index if self._index is not None else self._by_name()).get(name)
+        return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key == name]
+        return list(self._by_name().get(name, ()))
+
+    @property
+    def from_tag(self) -> str | None:
+        return tag_of(self.get("from"))
+
+    @property
+    def to_tag(self) -> str | None:
+        return tag_of(self.get("to"))
+
+    @property
+    def top_via(self) -> Via:
+        """The first Via, parsed once (SipParseError when missing or malformed)."""
+        if self._via is None:
+            self._via = parse_via(self.get("via") or "")
+        return self._via
 
     def first_line(self) -> str:
         if self.is_request:
@@ -106,6 +133,23 @@ def find_head_end(data: bytes | bytearray) -> tuple[int, int]:
     return -1, 0
 
 
+_NAME_CACHE: dict[str, str] = {}
+"""Raw header name -> canonical lower-case name; valid names only, bounded."""
+
+
+def _canonical(raw_name: str) -> str:
+    known = _NAME_CACHE.get(raw_name)
+    if known is not None:
+        return known
+    lname = raw_name.strip().lower()
+    if not _TOKEN.fullmatch(lname):
+        raise SipParseError(f"Bad header name: {raw_name.strip()[:40]}")
+    lname = COMPACT.get(lname, lname)
+    if len(_NAME_CACHE) < 4096:
+        _NAME_CACHE[raw_name] = lname
+    return lname
+
+
 def parse_head(head: bytes, msg: SipMessage) -> None:
     """Parse the start line and headers (everything before the blank line) into ``msg``."""
     try:
@@ -113,34 +157,48 @@ def parse_head(head: bytes, msg: SipMessage) -> None:
     except UnicodeDecodeError:
         text = head.decode("utf-8", "replace")
         msg.deviations.append("invalid UTF-8 in the header block")
-    if "\r\n" not in text and "\n" in text:
-        msg.deviations.append("bare LF line ends")
-    lines = text.replace("\r\n", "\n").split("\n")
-    start = lines[0].strip("\r")
-    unfolded: list[str] = []
-    for line in lines[1:]:
-        line = line.rstrip("\r")
-        if line[:1] in (" ", "\t"):
-            if not unfolded:
-                raise SipParseError("Folded line before any header")
-            unfolded[-1] += " " + line.strip()
-        elif line:
-            unfolded.append(line)
-    _parse_start_line(start, msg)
-    headers = msg.headers
-    for line in unfolded:
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise SipParseError(f"Header line without colon: {line[:40]}")
-        lname = name.strip().lower()
-        if not _TOKEN.fullmatch(lname):
-            raise SipParseError(f"Bad header name: {name.strip()[:40]}")
-        lname = COMPACT.get(lname, lname)
-        value = value.strip()
-        if lname in LIST_HEADERS:
-            headers.extend((lname, v) for v in split_list(value))
+    if "\r\n" in text:
+        if "\n" in text.replace("\r\n", ""):
+            msg.deviations.append("mixed CRLF and bare LF line ends")
+            text = text.replace("\r\n", "\n")
+            lines = text.split("\n")
         else:
-            headers.append((lname, value))
+            lines = text.split("\r\n")
+    else:
+        if "\n" in text:
+            msg.deviations.append("bare LF line ends")
+        lines = text.split("\n")
+    _parse_start_line(lines[0].strip("\r"), msg)
+    header_lines = lines[1:]
+    if "\n " in text or "\n\t" in text:  # folded lines (rare): unfold first
+        unfolded: list[str] = []
+        for line in header_lines:
+            if line[:1] in (" ", "\t"):
+                if not unfolded:
+                    raise SipParseError("Folded line before any header")
+                unfolded[-1] += " " + line.strip()
+            elif line:
+                unfolded.append(line)
+        header_lines = unfolded
+    headers = msg.headers
+    index: dict[str, list[str]] = {}
+    for line in header_lines:
+        colon = line.find(":")
+        if colon == -1:
+            if not line.strip():
+                continue
+            raise SipParseError(f"Header line without colon: {line[:40]}")
+        lname = _canonical(line[:colon])
+        value = line[colon + 1:].strip()
+        values = split_list(value) if lname in LIST_HEADERS and "," in value else (value,)
+        for v in values:
+            headers.append((lname, v))
+        known = index.get(lname)
+        if known is None:
+            index[lname] = list(values)
+        else:
+            known.extend(values)
+    msg._index = index
 
 
 def _parse_start_line(line: str, msg: SipMessage) -> None:
@@ -212,10 +270,16 @@ def header_params(value: str) -> tuple[str, dict[str, str]]:
     return value[:cut].strip(), params
 
 
+_TAG = re.compile(r";\s*tag\s*=\s*([^;\s,>]+)", re.IGNORECASE)
+
+
 def tag_of(value: str | None) -> str | None:
+    """The ``tag`` parameter of a From/To value (outside the URI's <...>)."""
     if value is None:
         return None
-    return header_params(value)[1].get("tag")
+    close = value.rfind(">")
+    match = _TAG.search(value, close + 1 if close != -1 else 0)
+    return match.group(1) if match else None
 
 
 @dataclass

@@ -13,8 +13,25 @@ class NoCommonCodec(ValueError):
     pass
 
 
+_CACHE: dict[tuple[bytes, str, int], bytes] = {}
+
+
 def answer(offer: bytes, local_ip: str, media_port: int = 40000) -> bytes:
-    """An answer to ``offer`` (or an offer of our own when it is empty); NoCommonCodec -> 488."""
+    """An answer to ``offer`` (or an offer of our own when it is empty); NoCommonCodec -> 488.
+
+    Callers of one trunk send the same offer again and again, so answers are cached by offer.
+    """
+    key = (offer, local_ip, media_port)
+    cached = _CACHE.get(key)
+    if cached is None:
+        cached = _answer(offer, local_ip, media_port)
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        _CACHE[key] = cached
+    return cached
+
+
+def _answer(offer: bytes, local_ip: str, media_port: int) -> bytes:
     chosen = [0]
     event_pt = None
     if offer.strip():

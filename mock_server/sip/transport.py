@@ -10,6 +10,8 @@ or stays silent is closed after an idle timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from dataclasses import dataclass, field
 
@@ -17,6 +19,7 @@ from mock_server.sip.message import SipMessage, SipParseError, content_length, f
 from mock_server.sip.uas import Peer, SipEndpoint, _addr
 
 MAX_HEAD = 64 * 1024
+UDP_RCVBUF = 4 * 1024 * 1024
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -28,6 +31,12 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.local = transport.get_extra_info("sockname")[:2]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A load generator sends in bursts; a larger receive buffer absorbs them instead of
+            # dropping datagrams (the kernel caps this at net.core.rmem_max).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
 
     def _send(self, data: bytes, to: tuple[str, int]) -> bool:
         if self.transport is None or self.transport.is_closing():

@@ -14,18 +14,19 @@ datagrams costs one SQLite commit.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mock_server import __version__
-from mock_server.core import calls
+from mock_server.core.calls import CallEvent
 from mock_server.core.config import MockConfig
-from mock_server.core.store import Store
+from mock_server.core.store import Store, sip_journal_row
 from mock_server.sip import policy, sdp
 from mock_server.sip.message import (
     KNOWN_METHODS,
@@ -39,6 +40,7 @@ from mock_server.sip.message import (
     serialize,
     tag_of,
 )
+from mock_server.sip.sink import ProcessSink, ThreadSink
 
 SERVER = f"synthflow-mock/{__version__}"
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
@@ -130,7 +132,8 @@ def _addr(addr: tuple[str, int]) -> str:
 class SipEndpoint:
     """A fake Synthflow SIP trunk over a shared :class:`Store`."""
 
-    def __init__(self, store: Store, config: MockConfig, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, store: Store, config: MockConfig, loop: asyncio.AbstractEventLoop | None = None, *,
+                 sink: ThreadSink | ProcessSink | None = None) -> None:
         self.store = store
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
@@ -139,33 +142,64 @@ class SipEndpoint:
         self.t4 = self.t1 * 10
         self.invites: dict[tuple[str, ...], InviteTx] = {}
         self.dialogs: dict[tuple[str, str, str], Dialog] = {}
-        self.answered: dict[tuple[str, ...], tuple[bytes, asyncio.TimerHandle | None]] = {}
+        self.answered: dict[tuple[str, ...], bytes] = {}
         """Non-INVITE responses kept for retransmitted requests (Timer J)."""
         self.client_txs: dict[str, ClientTx] = {}
         self.call_states: OrderedDict[str, str] = OrderedDict()
         """Lifecycle states this process set, ahead of the batched store write."""
-        self._journal: list[dict[str, Any]] = []
-        self._changes: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+        self._journal: list[tuple[Any, ...]] = []
+        self._local_cache: dict[tuple[str, int], str] = {}
+        self._events: list[CallEvent] = []
         self._flush_scheduled = False
+        self._expiries: deque[tuple[float, Callable[[Any], None], Any]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.flush_interval = config.sip_flush_ms / 1000
+        self._sink = sink or ThreadSink(store)
         self.stats = {"received": 0, "sent": 0, "dropped": 0}
+
+    # -- expiry of transactions and caches -----------------------------------------------
+    def _expire(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
+        """Run ``fn(arg)`` about ``delay`` seconds from now.
+
+        Timers H, I, J, L and the ACK wait all just end state, so one sweeper serves them instead of
+        a loop timer per transaction. The queue is FIFO: an entry behind a later deadline may end a
+        little late, which only keeps absorbing retransmissions for longer.
+        """
+        self._expiries.append((self.loop.time() + delay, fn, arg))
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+
+    @property
+    def _sweep_every(self) -> float:
+        return max(0.005, self.t1 / 4)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        queue = self._expiries
+        while queue and queue[0][0] <= now:
+            _, fn, arg = queue.popleft()
+            fn(arg)
+        self._sweeper = self.loop.call_later(self._sweep_every, self._sweep) if queue else None
 
     # -- journal and store --------------------------------------------------------------
     def _record(self, direction: str, peer: Peer, data: bytes, first_line: str, *, call_id: str | None,
                 sip_call_id: str | None, decision: str | None = None, reason: str | None = None,
                 to: tuple[str, int] | None = None) -> None:
         limit = self.config.journal_body_limit
-        entry = {
-            "time": time.time(), "kind": "sip", "direction": direction, "transport": peer.transport,
-            "local": _addr(peer.local), "remote": _addr(to or peer.remote), "first_line": first_line,
-            "sip_call_id": sip_call_id, "call_id": call_id, "raw": data[:limit].decode("utf-8", "replace"),
-            "raw_bytes": len(data), "decision": decision, "reason": reason,
-        }
-        if len(data) > limit:
-            entry["raw_truncated"] = True
-        self._journal.append(entry)
+        extra = {"raw_truncated": True, "raw_bytes": len(data)} if len(data) > limit else None
+        self._journal.append(sip_journal_row(
+            time.time(), call_id, data[:limit].decode("utf-8", "replace"), direction, peer.transport,
+            self._local_text(peer), _addr(to or peer.remote), first_line, sip_call_id, decision, reason, extra))
         self._schedule_flush()
 
-    def _change(self, call_id: str | None, event: str, status: str | None = None, **fields: Any) -> None:
+    def _local_text(self, peer: Peer) -> str:
+        text = self._local_cache.get(peer.local)
+        if text is None:
+            text = self._local_cache[peer.local] = _addr(peer.local)
+        return text
+
+    def _change(self, call_id: str | None, event: str, status: str | None = None, *,
+                detail: dict[str, Any] | None = None, **fields: Any) -> None:
         if call_id is None:
             return
         if status is not None:
@@ -173,28 +207,33 @@ class SipEndpoint:
             self.call_states.move_to_end(call_id)
             while len(self.call_states) > 200_000:
                 self.call_states.popitem(last=False)
-        now_ms = int(time.time() * 1000)
-
-        def apply(call: dict[str, Any]) -> None:
-            calls.add_event(call, event, now_ms, status, **fields.pop("detail", {}))
-            call.update(fields)
-
-        self._changes.setdefault(call_id, []).append(apply)
+        self._events.append(CallEvent(call_id, int(time.time() * 1000), event, status, detail, fields or None))
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            self.loop.call_later(self.flush_interval, self._flush_in_background)
 
-    def flush(self) -> None:
-        """Write queued journal entries and call changes in one transaction."""
+    def _take(self) -> tuple[list[tuple[Any, ...]], list[CallEvent]] | None:
         self._flush_scheduled = False
-        entries, changes = self._journal, self._changes
-        if not entries and not changes:
-            return
-        self._journal, self._changes = [], {}
-        self.store.apply(entries, changes)
+        entries, events = self._journal, self._events
+        if not entries and not events:
+            return None
+        self._journal, self._events = [], []
+        return entries, events
+
+    def _flush_in_background(self) -> None:
+        batch = self._take()
+        if batch is not None:
+            if isinstance(self._sink, ProcessSink):
+                self._sink.send(batch)
+            else:
+                self._sink.submit(batch)
+
+    def flush(self) -> concurrent.futures.Future[None]:
+        """Queue everything received so far for writing; the future is done once it is in the store."""
+        return self._sink.submit(self._take())
 
     def _call_status(self, call_id: str) -> str | None:
         return self.call_states.get(call_id) or self.store.call_status(call_id)
@@ -258,7 +297,7 @@ class SipEndpoint:
         mf = msg.get("max-forwards") or ""
         if not mf.isdigit():
             raise SipParseError("Bad Max-Forwards")
-        parse_via(msg.get("via") or "")
+        msg.top_via  # noqa: B018 - parses (and caches) the top Via, raising on a bad one
         scheme = (msg.uri or "").split(":", 1)[0].lower()
         if scheme not in ("sip", "sips", "tel"):
             raise _Unsupported(416, "Unsupported URI Scheme")
@@ -281,7 +320,7 @@ class SipEndpoint:
         if cached is not None:  # a retransmission: the same answer, not a second decision
             self._record("in", peer, data, msg.first_line(), call_id=None, sip_call_id=msg.get("call-id"),
                          decision="retransmission")
-            self._send_raw(cached[0], peer, self._reply_address(msg, peer), msg.get("call-id"), None)
+            self._send_raw(cached, peer, self._reply_address(msg, peer), msg.get("call-id"), None)
             return
         if method == "BYE":
             self._on_bye(msg, data, peer, key)
@@ -298,13 +337,13 @@ class SipEndpoint:
                                     extra=[("Allow", ALLOW)])
 
     def _tx_key(self, msg: SipMessage, method: str) -> tuple[str, ...]:
-        via = parse_via(msg.get("via") or "")
+        via = msg.top_via
         branch = via.branch or ""
         if branch.startswith("z9hG4bK"):
             return (branch, via.sent_by, method)
         # RFC 2543 peers: no magic cookie, match on the request's identity instead.
         cseq, _ = parse_cseq(msg.get("cseq"))
-        return ("legacy", msg.get("call-id") or "", str(cseq), tag_of(msg.get("from")) or "", via.sent_by, method)
+        return ("legacy", msg.get("call-id") or "", str(cseq), msg.from_tag or "", via.sent_by, method)
 
     # -- INVITE -------------------------------------------------------------------------
     def _on_invite(self, msg: SipMessage, data: bytes, peer: Peer) -> None:
@@ -317,7 +356,7 @@ class SipEndpoint:
             if existing.last_response is not None:
                 self._send_raw(existing.last_response, peer, existing.reply_to, sip_call_id, existing.call_id)
             return
-        to_tag = tag_of(msg.get("to"))
+        to_tag = msg.to_tag
         if to_tag is not None:
             self._on_reinvite(msg, data, peer, key, to_tag)
             return
@@ -340,8 +379,9 @@ class SipEndpoint:
             extra = [("Warning", f"399 synthflow-mock {_quoted(decision.warning or decision.reason)}")]
             if decision.retry_after:
                 extra.append(("Retry-After", str(decision.retry_after)))
-            self._change(decision.call_id, "rejected", detail={"code": decision.code, "why": decision.why,
-                                                               "sip_call_id": sip_call_id})
+            if decision.why != "unknown_call":  # no call to attach the event to
+                self._change(decision.call_id, "rejected", detail={"code": decision.code, "why": decision.why,
+                                                                   "sip_call_id": sip_call_id})
             self._final_non_2xx(tx, decision.code, decision.reason, extra)
             return
         try:
@@ -351,7 +391,7 @@ class SipEndpoint:
             self._final_non_2xx(tx, 488, "Not Acceptable Here",
                                 [("Warning", f"304 synthflow-mock {_quoted(str(exc))}")])
             return
-        dialog = Dialog((sip_call_id or "", tx.to_tag, tag_of(msg.get("from")) or ""), tx, decision.call_id)
+        dialog = Dialog((sip_call_id or "", tx.to_tag, msg.from_tag or ""), tx, decision.call_id)
         tx.dialog = dialog
         self.dialogs[dialog.key] = dialog
         twilio_sid = msg.get("x-twilio-callsid")
@@ -392,7 +432,7 @@ class SipEndpoint:
         self._change(tx.call_id, "answered", detail={"code": 200})
         # RFC 3261 §13.3.1.4: resend the 2xx until the ACK comes, on any transport; give up after 64·T1.
         dialog.timers.append(self.loop.call_later(self.t1, self._retransmit_2xx, dialog, self.t1))
-        dialog.timers.append(self.loop.call_later(64 * self.t1, self._ack_timeout, dialog))
+        self._expire(64 * self.t1, self._ack_timeout, dialog)
 
     def _retransmit_2xx(self, dialog: Dialog, interval: float) -> None:
         if dialog.state != "early" or dialog.ok_response is None:
@@ -420,7 +460,7 @@ class SipEndpoint:
             tx.dialog = None
         if not tx.peer.reliable:  # Timer G, then H
             tx.timers.append(self.loop.call_later(self.t1, self._retransmit_final, tx, self.t1))
-        tx.timers.append(self.loop.call_later(64 * self.t1, self._end_invite_tx, tx))
+        self._expire(64 * self.t1, self._end_invite_tx, tx)
 
     def _retransmit_final(self, tx: InviteTx, interval: float) -> None:
         if tx.state != "completed" or tx.last_response is None:
@@ -433,14 +473,15 @@ class SipEndpoint:
     def _end_invite_tx(self, tx: InviteTx) -> None:
         tx.cancel_timers()
         tx.state = "terminated"
-        self.invites.pop(tx.key, None)
+        if self.invites.get(tx.key) is tx:
+            del self.invites[tx.key]
 
     def _send_provisional(self, tx: InviteTx, code: int, reason: str) -> None:
         tx.last_response = self._send_response(tx.request, tx.peer, tx.reply_to, code, reason,
                                                to_tag=None if code == 100 else tx.to_tag, call_id=tx.call_id)
 
     def _on_reinvite(self, msg: SipMessage, data: bytes, peer: Peer, key: tuple[str, ...], to_tag: str) -> None:
-        dialog = self.dialogs.get((msg.get("call-id") or "", to_tag, tag_of(msg.get("from")) or ""))
+        dialog = self.dialogs.get((msg.get("call-id") or "", to_tag, msg.from_tag or ""))
         reply_to = self._reply_address(msg, peer)
         if dialog is None or dialog.state != "confirmed":
             self._record("in", peer, data, msg.first_line(), call_id=None, sip_call_id=msg.get("call-id"),
@@ -459,7 +500,7 @@ class SipEndpoint:
         tx.last_response = self._send_response(msg, peer, reply_to, 200, "OK", extra=[
             ("Contact", f"<sip:synthflow@{peer.local[0]}:{peer.local[1]}>"), ("Content-Type", "application/sdp")],
             body=body, call_id=dialog.call_id)
-        tx.timers.append(self.loop.call_later(64 * self.t1, self._end_invite_tx, tx))
+        self._expire(64 * self.t1, self._end_invite_tx, tx)
 
     # -- ACK, BYE, CANCEL ---------------------------------------------------------------
     def _on_ack(self, msg: SipMessage, data: bytes, peer: Peer) -> None:
@@ -471,9 +512,9 @@ class SipEndpoint:
             if tx.state == "completed":
                 tx.cancel_timers()
                 tx.state = "confirmed"
-                tx.timers.append(self.loop.call_later(0 if peer.reliable else self.t4, self._end_invite_tx, tx))
+                self._expire(0 if peer.reliable else self.t4, self._end_invite_tx, tx)
             return
-        key = (sip_call_id or "", tag_of(msg.get("to")) or "", tag_of(msg.get("from")) or "")
+        key = (sip_call_id or "", msg.to_tag or "", msg.from_tag or "")
         dialog = self.dialogs.get(key)
         if dialog is None:
             self._record("in", peer, data, msg.first_line(), call_id=None, sip_call_id=sip_call_id,
@@ -486,12 +527,12 @@ class SipEndpoint:
             dialog.cancel_timers()
             dialog.tx.state = "terminated"
             # Keep the INVITE transaction a while to absorb retransmitted INVITEs (RFC 6026 Timer L).
-            dialog.tx.timers.append(self.loop.call_later(64 * self.t1, self._end_invite_tx, dialog.tx))
+            self._expire(64 * self.t1, self._end_invite_tx, dialog.tx)
             self._change(dialog.call_id, "acknowledged", "in-progress")
 
     def _on_bye(self, msg: SipMessage, data: bytes, peer: Peer, key: tuple[str, ...]) -> None:
         sip_call_id = msg.get("call-id")
-        dialog = self.dialogs.get((sip_call_id or "", tag_of(msg.get("to")) or "", tag_of(msg.get("from")) or ""))
+        dialog = self.dialogs.get((sip_call_id or "", msg.to_tag or "", msg.from_tag or ""))
         if dialog is None:
             self._answer_non_invite(msg, data, peer, key, 481, "Call/Transaction Does Not Exist",
                                     decision="BYE matched no dialog")
@@ -530,18 +571,21 @@ class SipEndpoint:
                            extra: list[tuple[str, str]] | None = None) -> None:
         self._record("in", peer, data, msg.first_line(), call_id=call_id, sip_call_id=msg.get("call-id"),
                      decision=decision)
-        to_tag = tag_of(msg.get("to")) or _rand(4)
+        to_tag = msg.to_tag or _rand(4)
         sent = self._send_response(msg, peer, self._reply_address(msg, peer), code, reason, to_tag=to_tag,
                                    extra=extra, call_id=call_id)
         # Timer J: answer retransmissions from this cache for 64·T1 over UDP (0 over TCP).
         if not peer.reliable:
-            handle = self.loop.call_later(64 * self.t1, self.answered.pop, key, None)
-            self.answered[key] = (sent, handle)
+            self.answered[key] = sent
+            self._expire(64 * self.t1, self._forget_answer, key)
+
+    def _forget_answer(self, key: tuple[str, ...]) -> None:
+        self.answered.pop(key, None)
 
     # -- responses to requests we sent (our BYE) ----------------------------------------
     def _on_response(self, msg: SipMessage, data: bytes, peer: Peer) -> None:
         try:
-            branch = parse_via(msg.get("via") or "").branch or ""
+            branch = msg.top_via.branch or ""
         except SipParseError:
             branch = ""
         ctx = self.client_txs.get(branch)
@@ -579,7 +623,7 @@ class SipEndpoint:
         self._end_dialog(dialog)
         if not tx.peer.reliable:  # Timer E, until Timer F
             ctx.timers.append(self.loop.call_later(self.t1, self._retransmit_request, ctx, self.t1))
-        ctx.timers.append(self.loop.call_later(64 * self.t1, self._end_client_tx, ctx))
+        self._expire(64 * self.t1, self._end_client_tx, ctx)
 
     def _retransmit_request(self, ctx: ClientTx, interval: float) -> None:
         if ctx.branch not in self.client_txs:
@@ -598,7 +642,7 @@ class SipEndpoint:
         """Where a response goes (RFC 3261 §18.2.2, RFC 3581): the source for rport or streams."""
         if peer.reliable:
             return peer.remote
-        via = parse_via(msg.get("via") or "")
+        via = msg.top_via
         if "rport" in via.params:
             return peer.remote
         return (peer.remote[0], via.port or 5060)
@@ -606,24 +650,37 @@ class SipEndpoint:
     def _send_response(self, req: SipMessage, peer: Peer, to: tuple[str, int], code: int, reason: str, *,
                        to_tag: str | None = None, extra: list[tuple[str, str]] | None = None, body: bytes = b"",
                        call_id: str | None) -> bytes:
-        headers: list[tuple[str, str]] = []
-        vias = req.get_all("via")
-        for i, via in enumerate(vias):
-            headers.append(("Via", _stamp_via(via, peer) if i == 0 else via))
-        to_value = req.get("to") or ""
-        if to_tag and tag_of(to_value) is None and to_value:
+        before_to, after_to, to_value, tagged = self._response_base(req, peer)
+        if to_tag and not tagged and to_value:
             to_value += f";tag={to_tag}"
-        for name, value in (("From", req.get("from")), ("To", to_value), ("Call-ID", req.get("call-id")),
-                            ("CSeq", req.get("cseq"))):
-            if value:
-                headers.append((name, value))
+        headers = [*before_to, ("To", to_value), *after_to] if to_value else [*before_to, *after_to]
         if code == 100 and req.get("timestamp"):
             headers.append(("Timestamp", req.get("timestamp") or ""))
         headers.append(("Server", SERVER))
-        headers.extend(extra or ())
-        data = serialize(f"SIP/2.0 {code} {_reason(reason)}", headers, body)
-        self._send_raw(data, peer, to, req.get("call-id"), call_id, first_line=f"SIP/2.0 {code} {_reason(reason)}")
+        if extra:
+            headers.extend(extra)
+        status_line = f"SIP/2.0 {code} {_reason(reason)}"
+        data = serialize(status_line, headers, body)
+        self._send_raw(data, peer, to, after_to[0][1] if after_to and after_to[0][0] == "Call-ID" else None,
+                       call_id, first_line=status_line)
         return data
+
+    @staticmethod
+    def _response_base(req: SipMessage, peer: Peer) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str, bool]:
+        """The headers every response to ``req`` copies (RFC 3261 §8.2.6.2), computed once per request."""
+        if req.response_base is None:
+            before: list[tuple[str, str]] = []
+            vias = req.get_all("via")
+            if vias:
+                before.append(("Via", _stamp_via(req, vias[0], peer)))
+                before.extend(("Via", via) for via in vias[1:])
+            if req.get("from"):
+                before.append(("From", req.get("from") or ""))
+            after = [(name, req.get(key) or "") for name, key in (("Call-ID", "call-id"), ("CSeq", "cseq"))
+                     if req.get(key)]
+            to_value = req.get("to") or ""
+            req.response_base = (before, after, to_value, tag_of(to_value) is not None)
+        return req.response_base
 
     def _send_raw(self, data: bytes, peer: Peer, to: tuple[str, int], sip_call_id: str | None, call_id: str | None,
                   *, first_line: str | None = None, note: str | None = None) -> None:
@@ -641,10 +698,10 @@ class SipEndpoint:
         for ctx in list(self.client_txs.values()):
             for handle in ctx.timers:
                 handle.cancel()
-        for _, handle in self.answered.values():
-            if handle is not None:
-                handle.cancel()
-        self.flush()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.flush().result()
+        self._sink.close()
 
 
 class _Unsupported(Exception):
@@ -653,10 +710,10 @@ class _Unsupported(Exception):
         self.code, self.reason = code, reason
 
 
-def _stamp_via(value: str, peer: Peer) -> str:
+def _stamp_via(msg: SipMessage, value: str, peer: Peer) -> str:
     """Add ``received`` (and fill ``rport``) on the top Via, as RFC 3261 §18.2.1 and RFC 3581 ask."""
     try:
-        via: Via = parse_via(value)
+        via: Via = msg.top_via
     except SipParseError:
         return value
     src_ip, src_port = peer.remote
