@@ -65,3 +65,27 @@ def test_repeated_ctrl_c_to_the_whole_group_stops_cleanly(server):
 def test_refuses_to_expose_admin_api_without_token():
     with pytest.raises(RuntimeError, match="admin-token"):
         start_server("--host", "0.0.0.0")
+
+
+def test_call_prepared_over_http_is_answered_by_the_sip_process(server, tmp_path):
+    """Cross-process: an HTTP worker prepares, the SIP child (own process, own writer) answers SIPp."""
+    from tests.sipp_helper import require_sipp, run_sipp
+
+    require_sipp()
+    call_id = requests.post(f"{server.url}/v2/prepare_inbound", json=VALID_BODY, headers=AUTH,
+                            timeout=5).json()["synthflow_call_id"]
+    run = run_sipp("uac_call.xml", server.sip_port, tmp_path, rows=[[call_id, "c" * 32]])
+    assert run.returncode == 0, run.output + run.errors
+    deadline = time.monotonic() + 5  # SIP state is written in batches every few milliseconds
+    status = None
+    while time.monotonic() < deadline:
+        call = requests.get(f"{server.url}/v2/calls/{call_id}", headers=AUTH, timeout=5).json()
+        status = call["response"]["calls"][0]["call_status"]
+        if status == "completed":
+            break
+        time.sleep(0.05)
+    assert status == "completed"
+    assert_matches("call-lookup.schema.json", call)
+    ladder = requests.get(f"{server.url}/_mock/calls/{call_id}/sip", timeout=5).json()["messages"]
+    assert [m["first_line"].split(" sip:")[0] for m in ladder][:4] == [
+        "INVITE", "SIP/2.0 100 Trying", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK"]

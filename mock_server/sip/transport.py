@@ -162,6 +162,7 @@ class SipServer:
     endpoint: SipEndpoint
     udp: asyncio.DatagramTransport | None = None
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
+    tls_servers: list[asyncio.AbstractServer] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -174,7 +175,7 @@ class SipServer:
             parts.append(f"udp {_addr(self.udp.get_extra_info('sockname')[:2])}")
         for server in self.servers:
             for sock in server.sockets:
-                kind = "tls" if getattr(server, "_synthflow_tls", False) else "tcp"
+                kind = "tls" if server in self.tls_servers else "tcp"
                 parts.append(f"{kind} {_addr(sock.getsockname()[:2])}")
         return ", ".join(parts)
 
@@ -216,6 +217,6 @@ async def start_sip_server(endpoint: SipEndpoint, host: str, port: int, *, tls_p
         context.load_cert_chain(tls_cert, tls_key)
         tls = await loop.create_server(lambda: StreamProtocol(endpoint, "TLS"), host, tls_port, ssl=context,
                                        reuse_address=True)
-        tls._synthflow_tls = True  # type: ignore[attr-defined]
         server.servers.append(tls)
+        server.tls_servers.append(tls)
     return server
