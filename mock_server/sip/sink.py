@@ -45,6 +45,10 @@ class ThreadSink:
         self._pool.shutdown(wait=True)
 
 
+def _astuple(event: CallEvent) -> tuple[Any, ...]:
+    return (event.call_id, event.time, event.event, event.status, event.detail, event.fields)
+
+
 def _writer_main(path: str, journal_limit: int, calls_limit: int, inbox: Any, acks: Any) -> None:
     from mock_server.supervisor import die_with_parent
 
@@ -55,9 +59,9 @@ def _writer_main(path: str, journal_limit: int, calls_limit: int, inbox: Any, ac
             data = inbox.recv_bytes()
         except EOFError:
             break
-        token, batch = pickle.loads(data)
-        if batch is not None:
-            store.apply(*batch)
+        token, wire = pickle.loads(data)
+        if wire is not None:
+            store.apply(wire[0], [CallEvent(*e) for e in wire[1]])
         if token is not None:
             acks.send(token)
     store.close()
@@ -100,7 +104,9 @@ class ProcessSink:
             self._waiting.clear()
 
     def _send(self, token: int | None, batch: Batch | None) -> None:
-        self._inbox.send_bytes(pickle.dumps((token, batch), protocol=pickle.HIGHEST_PROTOCOL))
+        # Events travel as plain tuples: pickling slotted dataclasses goes through Python code.
+        wire = None if batch is None else (batch[0], [tuple(e) for e in map(_astuple, batch[1])])
+        self._inbox.send_bytes(pickle.dumps((token, wire), protocol=pickle.HIGHEST_PROTOCOL))
 
     def submit(self, batch: Batch | None) -> concurrent.futures.Future[None]:
         """Send without waiting; the returned future resolves when the writer has stored it."""

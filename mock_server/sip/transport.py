@@ -27,6 +27,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.endpoint = endpoint
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("", 0)
+        self._peers: dict[tuple[str, int], Peer] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -47,7 +48,12 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if not data.strip(b"\r\n"):
             return  # keep-alive
-        peer = Peer("UDP", addr[:2], self.local, self._send)
+        key = addr[:2]
+        peer = self._peers.get(key)
+        if peer is None:  # one Peer per remote address, reused: datagrams are the hot path
+            if len(self._peers) > 10_000:
+                self._peers.clear()
+            peer = self._peers[key] = Peer("UDP", key, self.local, self._send)
         try:
             self.endpoint.receive(data, peer)
         except Exception as exc:  # never let one datagram stop the endpoint
