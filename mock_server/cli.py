@@ -43,7 +43,15 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--allow-extra-fields", action="store_true",
                    help="accept unknown fields in the prepare_inbound body instead of 422")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024)
-    p.add_argument("--seed", type=int, default=None, help="reproducible call ids")
+    p.add_argument("--seed", type=int, default=None, help="reproducible call ids and fault draws")
+    p.add_argument("--outcome-rate", action="append", default=[], metavar="OUTCOME=SHARE",
+                   help="seeded global HTTP fault rate, e.g. failed=0.1 (repeatable; see README)")
+    p.add_argument("--sip-outcome-rate", action="append", default=[], metavar="PLAN=SHARE",
+                   help="seeded global SIP plan rate, e.g. busy=0.05 (repeatable)")
+    p.add_argument("--latency", default=None, metavar="DIST",
+                   help="HTTP answer latency: fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN_MS:SIGMA")
+    p.add_argument("--sip-answer-latency", default=None, metavar="DIST",
+                   help="time from 180 to 200 OK, same forms as --latency")
     p.add_argument("--journal-limit", type=int, default=10_000)
     p.add_argument("--calls-limit", type=int, default=100_000)
     p.add_argument("--store", default=":memory:",
@@ -63,8 +71,51 @@ def _sip_codes(pairs: list[str]) -> dict[str, int]:
     return codes
 
 
+def _latency(text: str | None) -> dict[str, object] | None:
+    if not text:
+        return None
+    kind, *nums = text.split(":")
+    try:
+        values = [float(n) for n in nums]
+    except ValueError:
+        values = []
+    forms = {"fixed": ("ms",), "uniform": ("min_ms", "max_ms"), "lognormal": ("median_ms", "sigma")}
+    if kind not in forms or len(values) != len(forms[kind]):
+        raise SystemExit(f"latency {text!r}: use fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN_MS:SIGMA")
+    return {"dist": kind, **dict(zip(forms[kind], values, strict=True))}
+
+
+def _rates(pairs: list[str], flag: str) -> dict[str, float]:
+    rates = {}
+    for pair in pairs:
+        name, _, share = pair.partition("=")
+        try:
+            rates[name] = float(share)
+        except ValueError:
+            raise SystemExit(f"{flag} {pair!r}: expected NAME=SHARE with SHARE from 0 to 1") from None
+    return rates
+
+
+def _policy(args: argparse.Namespace) -> dict[str, object] | None:
+    from mock_server.core import outcomes
+    from mock_server.core.errors import ApiError
+
+    http_rates, sip_rates = _rates(args.outcome_rate, "--outcome-rate"), _rates(args.sip_outcome_rate,
+                                                                                  "--sip-outcome-rate")
+    latency, sip_latency = _latency(args.latency), _latency(args.sip_answer_latency)
+    if not (http_rates or sip_rates or latency or sip_latency):
+        return None
+    policy = {"seed": args.seed or 0, "http": {"rates": http_rates, "latency": latency},
+              "sip": {"rates": sip_rates, "latency": sip_latency}}
+    try:
+        return outcomes.validate_policy(policy)
+    except ApiError as exc:
+        raise SystemExit(f"policy: {exc.description}") from None
+
+
 def _config_from(args: argparse.Namespace) -> MockConfig:
     return MockConfig(
+        policy=_policy(args),
         tokens=tuple(args.token),
         admin_token=args.admin_token,
         allow_extra_fields=args.allow_extra_fields,

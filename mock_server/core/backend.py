@@ -20,7 +20,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
 from mock_server import __version__
-from mock_server.core import calls, contracts, outcomes
+from mock_server.core import calls, contracts, outcomes, verify
 from mock_server.core.config import MockConfig
 from mock_server.core.errors import ApiError
 from mock_server.core.journal import http_entry
@@ -36,6 +36,9 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("/_mock/journal", ("GET",), "admin_journal"),
     ("/_mock/reset", ("POST",), "admin_reset"),
     ("/_mock/prepare_bulk", ("POST",), "admin_prepare_bulk"),
+    ("/_mock/scenarios", ("GET", "POST", "DELETE"), "admin_scenarios"),
+    ("/_mock/policy", ("GET", "PUT"), "admin_policy"),
+    ("/_mock/verify", ("POST",), "admin_verify"),
 )
 """(rule, methods, endpoint): the one route table both the Flask app and the in-process door use."""
 
@@ -61,6 +64,10 @@ class Response:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    """Each door waits this long before answering (slow outcomes, latency policy)."""
+    drop: bool = False
+    """Each door drops the connection instead of answering (timeout and reset outcomes)."""
 
     def body_bytes(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -77,9 +84,21 @@ class _Result:
     reason: str | None = None
     call_id: str | None = None
     new_call: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
 
 
 FAILED_MESSAGE = "Synthflow service outage (simulated by synthflow-mock): the call could not be registered."
+_ERROR_OUTCOMES: dict[str, tuple[int, str, str, int]] = {
+    # outcome: (status, category, description, default Retry-After seconds or 0)
+    "unauthorized": (401, "unauthorized", "The API key was refused", 0),
+    "invalid": (422, "validation_error", "The request was refused as invalid", 0),
+    "rate_limited": (429, "rate_limited",
+                     "429: Rate limit exceeded. Your rate limit per minute is 60. Contact Sales to increase the rate "
+                     "limit.", 30),
+    "server_error": (500, "internal_error", "Internal server error", 0),
+    "unavailable": (503, "service_unavailable", "Service unavailable", 30),
+}
+_MATCH_FIELDS = ("path", "from_number", "to_number", "model_id", "workspace_id")
 
 
 def _reject_constant(name: str) -> Any:
@@ -102,6 +121,11 @@ class Backend:
         self.url_map = url_map()
         self._request_validator = contracts.fast_validator(
             "prepare-inbound-request.schema.json", self.config.allow_extra_fields)
+        self._request_id = ""
+        self._policy_version = -1
+        self._policy_cache: dict[str, Any] | None = None
+        if self.config.policy:
+            self.store.set_policy(outcomes.validate_policy(self.config.policy), only_if_unset=True)
 
     # -- entry points ---------------------------------------------------------------
     def handle(self, request: Request) -> Response:
@@ -117,7 +141,7 @@ class Backend:
 
     def dispatch(self, endpoint: str, request: Request, args: dict[str, Any]) -> Response:
         """Answer a routed request and journal it (the Flask views' entry point)."""
-        request_id = os.urandom(12).hex()
+        request_id = self._request_id = os.urandom(12).hex()
         try:
             if endpoint.startswith("admin_"):
                 self._check_admin(request)
@@ -155,7 +179,7 @@ class Backend:
         )
         entry["kind"] = kind
         if result.new_call is not None:
-            self.store.add_call(result.new_call, entry, call_json=response.body_bytes())
+            self.store.add_call(result.new_call, entry, plan=result.plan, call_json=response.body_bytes())
         else:
             self.store.record(entry)
         return response
@@ -230,14 +254,84 @@ class Backend:
         self._check_bearer(request)
         body = self._json_body(request)
         self._validate(body)
-        decision = outcomes.choose(request.headers, self.config)
+        decision = self._decide(request, body)
+        reason = decision.reason if decision.sip_reason == "server-default" else (
+            f"{decision.reason}; sip={decision.sip} ({decision.sip_reason})")
+        outcome = decision.outcome
+        if outcome in _ERROR_OUTCOMES:
+            status, category, text, retry = _ERROR_OUTCOMES[outcome]
+            err = ApiError(status, category, f"{text} (outcome {outcome!r}, from {decision.reason})",
+                           headers={"Retry-After": str(int(decision.params.get("retry-after", retry)))}
+                           if retry else {})
+            response = Response(status, err.body(self._request_id), dict(err.headers), decision.delay_ms / 1000)
+            return _Result(response, outcome, reason)
+        if outcome in ("timeout", "reset"):
+            hold = decision.params.get("hold-s", 30.0) if outcome == "timeout" else 0.0
+            return _Result(Response(0, None, {}, hold + decision.delay_ms / 1000, drop=True), outcome, reason)
         call_id = self.ids.new()
         now_ms = int(time.time() * 1000)
-        failed = decision.outcome == "failed"
+        failed = outcome == "failed"
         call = calls.new_call(body, call_id, now_ms, error_message=FAILED_MESSAGE if failed else None)
         status = self.config.failed_status if failed else 200
         encoded = json.dumps(call, separators=(",", ":")).encode()  # once: for the answer and the store
-        return _Result(Response(status, encoded), decision.outcome, decision.reason, call_id, new_call=call)
+        delay = decision.delay_ms + (decision.params.get("delay-ms", 2000.0) if outcome == "slow" else 0.0)
+        plan = decision.plan() if decision.sip_reason != "server-default" or decision.params else None
+        return _Result(Response(status, encoded, delay_s=delay / 1000), outcome, reason, call_id, new_call=call,
+                       plan=plan)
+
+    def _decide(self, request: Request, body: dict[str, Any]) -> outcomes.Decision:
+        """Walk the sources in precedence order (outcomes.py): header, scenario, magic number, policy."""
+        decision = outcomes.server_default(self.config)
+        prefer = request.headers.get("prefer")
+        if prefer:
+            outcomes.from_spec(outcomes.parse_prefer(prefer), "header:Prefer", "Prefer", decision)
+            if "delay-ms" in decision.params and decision.outcome != "slow":
+                decision.delay_ms = decision.params["delay-ms"]
+        version, live_scenarios = self.store.settings_state()
+        if live_scenarios:
+            fields = {"path": request.path, **{k: body.get(k) for k in _MATCH_FIELDS if k != "path"}}
+            # A scenario is used (and so consumed) only when it decides something a higher source has not.
+            def applies(match: dict[str, Any], spec: dict[str, Any]) -> bool:
+                useful = ("outcome" in spec and decision.reason == "server-default") or (
+                    "sip" in spec and decision.sip_reason == "server-default")
+                return useful and all(fields.get(k) == v for k, v in match.items())
+
+            taken = self.store.take_scenario(applies)
+            if taken is not None:
+                sid, spec = taken
+                outcomes.from_spec(spec, f"scenario:{sid}", "scenario", decision)
+        magic = outcomes.MAGIC_NUMBERS.get(body["from_number"])
+        if magic:
+            outcomes.from_spec(magic, f"magic-number:{body['from_number']}", "from_number", decision)
+        policy = self._policy(version)
+        if policy:
+            self._draw(policy, decision)
+        return decision
+
+    def _policy(self, version: int) -> dict[str, Any] | None:
+        if version != self._policy_version:
+            self._policy_cache, self._policy_version = self.store.policy(), version
+        return self._policy_cache
+
+    def _draw(self, policy: dict[str, Any], decision: outcomes.Decision) -> None:
+        """One seeded draw per request: the same seed gives the same sequence in any worker."""
+        n = self.store.next_draw()
+        seed = policy["seed"]
+        where = f"seeded:{seed}#{n}"
+        http, sip = policy.get("http") or {}, policy.get("sip") or {}
+        picked = outcomes.pick(http.get("rates") or {}, outcomes.unit(seed, "http", n))
+        if picked and decision.reason == "server-default":
+            decision.outcome, decision.reason = picked, where
+        picked_sip = outcomes.pick(sip.get("rates") or {}, outcomes.unit(seed, "sip", n))
+        if picked_sip and decision.sip_reason == "server-default":
+            decision.sip, decision.sip_reason = picked_sip, where
+        if http.get("latency") and not decision.delay_ms:
+            decision.delay_ms = outcomes.latency_ms(http["latency"], outcomes.unit(seed, "http-latency", n))
+        if sip.get("latency") and "sip-answer-ms" not in decision.params:
+            decision.params["sip-answer-ms"] = round(
+                outcomes.latency_ms(sip["latency"], outcomes.unit(seed, "sip-latency", n)), 3)
+            if decision.sip_reason == "server-default":
+                decision.sip_reason = where
 
     def _get_call(self, request: Request, call_id: str) -> _Result:
         self._check_bearer(request)
@@ -303,9 +397,8 @@ class Backend:
         body = spec.get("body")
         self._validate(body)
         outcome = spec.get("outcome", "registered")
-        if outcome not in outcomes.HTTP_OUTCOMES:
-            raise ApiError(422, "validation_error", f"outcome must be one of {outcomes.HTTP_OUTCOMES}",
-                           field="/outcome")
+        if outcome not in ("registered", "failed"):
+            raise ApiError(422, "validation_error", "outcome must be registered or failed", field="/outcome")
         now_ms = int(time.time() * 1000)
         new_calls = []
         for _ in range(spec["count"]):
@@ -317,6 +410,42 @@ class Backend:
                                          "method": "POST", "outcome": outcome, "reason": "bulk",
                                          "status": 200, "count": len(new_calls)})
         return _Result(Response(200, {"call_ids": [c["synthflow_call_id"] for c in new_calls]}))
+
+    def _admin_scenarios(self, request: Request) -> _Result:
+        """Queue "the next N requests matching M get outcome X" (consumed once each), list or clear them."""
+        if request.method == "GET":
+            return _Result(Response(200, {"scenarios": self.store.scenarios()}))
+        if request.method == "DELETE":
+            self.store.clear_scenarios()
+            return _Result(Response(200, {"cleared": True}))
+        spec = self._json_body(request)
+        if not isinstance(spec, dict):
+            raise ApiError(422, "validation_error", "a scenario is an object", field="/")
+        match = spec.pop("match", {})
+        if not isinstance(match, dict) or set(match) - set(_MATCH_FIELDS):
+            raise ApiError(422, "validation_error", f"match keys must be among {', '.join(_MATCH_FIELDS)}",
+                           field="/match")
+        times = spec.pop("times", 1)
+        if not isinstance(times, int) or not 1 <= times <= 1_000_000:
+            raise ApiError(422, "validation_error", "times must be an integer from 1 to 1000000", field="/times")
+        if not {"outcome", "sip"} & spec.keys():
+            raise ApiError(422, "validation_error", "a scenario names an outcome, a sip plan, or both", field="/")
+        outcomes.from_spec(spec, "check", "scenario", outcomes.Decision())  # raises on unknown names
+        scenario_id = self.store.add_scenario(match, spec, times)
+        return _Result(Response(201, {"id": scenario_id, "match": match, "times": times, **spec}))
+
+    def _admin_policy(self, request: Request) -> _Result:
+        """The seeded global policy: outcome rates and latency distributions (PUT replaces, {} clears)."""
+        if request.method == "PUT":
+            policy = self._json_body(request)
+            self.store.set_policy(outcomes.validate_policy(policy) if policy else None)
+        return _Result(Response(200, {"policy": self.store.policy()}))
+
+    def _admin_verify(self, request: Request) -> _Result:
+        """Count journal entries matching a pattern; when none match, say how the nearest ones differ."""
+        pattern = self._json_body(request)
+        result = verify.run(self.store, pattern)
+        return _Result(Response(200, result))
 
     def _admin_reset(self, request: Request) -> _Result:
         self.store.reset()

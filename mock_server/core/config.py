@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,9 @@ class MockConfig:
     default_outcome: str = "registered"
     """Outcome when no request asks for another: 'registered' or 'failed' (``--outcome failed``)."""
     seed: int | None = None
-    """Makes call ids (and later fault draws) reproducible."""
+    """Makes call ids reproducible."""
+    policy: dict[str, Any] | None = None
+    """Initial seeded global policy (outcome rates, latencies); see mock_server.core.outcomes."""
     journal_limit: int = 10_000
     calls_limit: int = 100_000
     journal_body_limit: int = 8 * 1024

@@ -1,43 +1,199 @@
-"""Which outcome a prepare_inbound request gets, and why.
+"""The outcome engine: which answer a prepare_inbound request gets, what its SIP call will do, and why.
 
-Sources, highest first: the ``Prefer: outcome=...`` request header, then the
-server's default outcome (``--outcome``). Every decision carries its reason so
-the journal can say why a request got what it got.
+Sources, highest first (README, "Outcomes and faults"):
+
+1. the request's ``Prefer`` header (``outcome=...``, ``sip=...``, ``delay-ms=...``);
+2. a queued scenario from ``POST /_mock/scenarios`` that matches the request (consumed once);
+3. a magic caller number (``from_number``) from :data:`MAGIC_NUMBERS`;
+4. the seeded global policy (``--outcome-rate``, ``POST /_mock/policy``): one draw per request;
+5. the server default (``--outcome``).
+
+The HTTP outcome and the SIP plan are chosen independently down the same list,
+so a header can script "prepare succeeds, INVITE is declined". Every decision
+carries its source, and the journal records it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
 from mock_server.core.config import MockConfig
 from mock_server.core.errors import ApiError
 
-HTTP_OUTCOMES = ("registered", "failed")
+HTTP_OUTCOMES: dict[str, str] = {
+    "registered": "200, call_status registered",
+    "failed": "the outage answer: call_status failed (HTTP status from --failed-status)",
+    "unauthorized": "401 error",
+    "invalid": "422 error",
+    "rate_limited": "429 error with Retry-After",
+    "server_error": "500 error",
+    "unavailable": "503 error with Retry-After",
+    "slow": "registered, after delay-ms (default 2000)",
+    "timeout": "no answer for hold-s (default 30), then the connection is dropped",
+    "reset": "the connection is dropped without an answer",
+}
+SIP_PLANS: dict[str, str] = {
+    "answer": "100, 180, 200 (the default)",
+    "busy": "486 Busy Here",
+    "unavailable": "480 Temporarily Unavailable",
+    "overloaded": "503 Service Unavailable with Retry-After",
+    "decline": "603 Decline",
+    "no_answer": "rings for no-answer-ms (default 3000), then 408 Request Timeout",
+    "ring_forever": "rings until the caller CANCELs (then 487)",
+    "hangup": "answers, then the mock sends BYE after hangup-after-ms (default 2000)",
+}
+SIP_REJECT_CODES = {"busy": (486, "Busy Here"), "unavailable": (480, "Temporarily Unavailable"),
+                    "overloaded": (503, "Service Unavailable"), "decline": (603, "Decline")}
+
+# Fictional NANP numbers (555-01xx), used as the caller number (from_number).
+MAGIC_NUMBERS: dict[str, dict[str, Any]] = {
+    "+15550100100": {"outcome": "failed"},
+    "+15550100401": {"outcome": "unauthorized"},
+    "+15550100422": {"outcome": "invalid"},
+    "+15550100429": {"outcome": "rate_limited"},
+    "+15550100500": {"outcome": "server_error"},
+    "+15550100503": {"outcome": "unavailable"},
+    "+15550100504": {"outcome": "timeout"},
+    "+15550100508": {"outcome": "slow"},
+    "+15550100599": {"outcome": "reset"},
+    "+15550101486": {"sip": "busy"},
+    "+15550101480": {"sip": "unavailable"},
+    "+15550101503": {"sip": "overloaded"},
+    "+15550101603": {"sip": "decline"},
+    "+15550101408": {"sip": "no_answer"},
+    "+15550101487": {"sip": "ring_forever"},
+    "+15550101200": {"sip": "answer", "sip-ring-ms": 3000},
+    "+15550101299": {"sip": "hangup"},
+}
+_PARAMS = {"delay-ms", "hold-s", "retry-after", "sip-ring-ms", "sip-answer-ms", "no-answer-ms", "hangup-after-ms"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Decision:
-    outcome: str
-    reason: str
+    """The HTTP outcome of one request, the SIP plan of its call, and where each came from."""
+
+    outcome: str = "registered"
+    reason: str = "server-default"
+    sip: str = "answer"
+    sip_reason: str = "server-default"
+    params: dict[str, float] = field(default_factory=dict)
+    delay_ms: float = 0.0
+    """Latency added before answering (from delay-ms, the slow outcome, or a latency distribution)."""
+
+    def plan(self) -> dict[str, Any]:
+        """The per-call SIP plan stored with the call for the SIP endpoint."""
+        keep = {k: v for k, v in self.params.items() if k.startswith(("sip-", "no-answer", "hangup"))}
+        return {"plan": self.sip, "reason": self.sip_reason, **keep}
 
 
-def _prefer_outcome(prefer: str) -> str | None:
-    """Read ``outcome=X`` from a Prefer header (RFC 7240: comma-separated preferences)."""
-    for pref in prefer.split(","):
-        name, _, value = pref.strip().partition("=")
-        if name.strip().lower() == "outcome":
-            return value.strip().strip('"')
+def parse_prefer(value: str) -> dict[str, str]:
+    """``Prefer`` preferences (RFC 7240): comma- or semicolon-separated ``name=value`` pairs."""
+    out = {}
+    for part in value.replace(";", ",").split(","):
+        name, _, val = part.strip().partition("=")
+        if name:
+            out[name.strip().lower()] = val.strip().strip('"')
+    return out
+
+
+def _check(name: str, value: str, field_name: str) -> None:
+    known = HTTP_OUTCOMES if name == "outcome" else SIP_PLANS
+    if value not in known:
+        raise ApiError(400, "validation_error",
+                       f"{field_name}: {name}={value!r} is not known; use one of {', '.join(known)}",
+                       field=field_name)
+
+
+def _params(source: dict[str, Any], field_name: str) -> dict[str, float]:
+    out = {}
+    for key in _PARAMS & source.keys():
+        try:
+            value = float(source[key])
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise ApiError(400, "validation_error", f"{field_name}: {key} must be a number >= 0", field=field_name)
+        out[key] = value
+    return out
+
+
+def from_spec(spec: dict[str, Any], reason: str, field_name: str, decision: Decision) -> None:
+    """Fill the parts of ``decision`` that ``spec`` names and that are still at their defaults."""
+    if "outcome" in spec and decision.reason == "server-default":
+        _check("outcome", str(spec["outcome"]), field_name)
+        decision.outcome, decision.reason = str(spec["outcome"]), reason
+    if "sip" in spec and decision.sip_reason == "server-default":
+        _check("sip", str(spec["sip"]), field_name)
+        decision.sip, decision.sip_reason = str(spec["sip"]), reason
+    for key, value in _params(spec, field_name).items():
+        decision.params.setdefault(key, value)
+
+
+# --- seeded draws -------------------------------------------------------------------------
+
+def unit(seed: int, stream: str, n: int) -> float:
+    """The n-th number in [0, 1) of a stream: a hash, so any process drawing number n gets the same."""
+    digest = hashlib.blake2b(f"{seed}:{stream}:{n}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def pick(rates: dict[str, float], u: float) -> str | None:
+    """The outcome whose cumulative share covers ``u`` (None: no fault this time)."""
+    edge = 0.0
+    for name, rate in rates.items():
+        edge += rate
+        if u < edge:
+            return name
     return None
 
 
-def choose(headers: dict[str, str], config: MockConfig) -> Decision:
-    prefer = headers.get("prefer")
-    if prefer:
-        wanted = _prefer_outcome(prefer)
-        if wanted is not None:
-            if wanted not in HTTP_OUTCOMES:
-                known = ", ".join(HTTP_OUTCOMES)
-                raise ApiError(400, "validation_error",
-                               f"Prefer: outcome={wanted!r} is not a known outcome; use one of {known}", field="Prefer")
-            return Decision(wanted, "header:Prefer")
-    return Decision(config.default_outcome, "server-default")
+def latency_ms(spec: dict[str, Any] | None, u: float) -> float:
+    """A latency from ``{"dist": "fixed"|"uniform"|"lognormal", ...}`` at quantile ``u``."""
+    if not spec:
+        return 0.0
+    dist = spec.get("dist", "fixed")
+    if dist == "fixed":
+        return float(spec.get("ms", 0))
+    if dist == "uniform":
+        low, high = float(spec.get("min_ms", 0)), float(spec.get("max_ms", 0))
+        return low + (high - low) * u
+    if dist == "lognormal":
+        # median * exp(sigma * inverse-normal(u)); u is kept off 0 and 1 so the tails stay finite.
+        from statistics import NormalDist
+
+        u = min(max(u, 1e-9), 1 - 1e-9)
+        return float(spec.get("median_ms", 0)) * math.exp(float(spec.get("sigma", 0.5)) * NormalDist().inv_cdf(u))
+    raise ApiError(400, "validation_error", f"latency dist {dist!r} is not fixed, uniform or lognormal",
+                   field="latency")
+
+
+def validate_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    """Check a global policy document; returns it normalised."""
+    if not isinstance(policy, dict):
+        raise ApiError(422, "validation_error", "policy must be an object", field="/")
+    seed = policy.get("seed", 0)
+    if not isinstance(seed, int):
+        raise ApiError(422, "validation_error", "seed must be an integer", field="/seed")
+    out: dict[str, Any] = {"seed": seed}
+    for side, known in (("http", HTTP_OUTCOMES), ("sip", SIP_PLANS)):
+        part = policy.get(side) or {}
+        rates = part.get("rates") or {}
+        if not isinstance(rates, dict) or any(k not in known for k in rates):
+            raise ApiError(422, "validation_error", f"{side}.rates keys must be among {', '.join(known)}",
+                           field=f"/{side}/rates")
+        if any(not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in rates.values()) or sum(
+                rates.values()) > 1 + 1e-9:
+            raise ApiError(422, "validation_error", f"{side}.rates must be shares from 0 to 1 that sum to at most 1",
+                           field=f"/{side}/rates")
+        latency = part.get("latency")
+        if latency is not None:
+            latency_ms(latency, 0.5)  # raises on a bad distribution
+        out[side] = {"rates": rates, "latency": latency}
+    return out
+
+
+def server_default(config: MockConfig) -> Decision:
+    return Decision(outcome=config.default_outcome)

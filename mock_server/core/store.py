@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -72,7 +72,19 @@ CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO counters(name, value) VALUES ('journal_evicted', 0), ('calls_evicted', 0);
+INSERT OR IGNORE INTO counters(name, value) VALUES ('journal_evicted', 0), ('calls_evicted', 0),
+    ('settings_version', 0), ('draws_http', 0);
+CREATE TABLE IF NOT EXISTS scenarios (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    match     TEXT NOT NULL,
+    spec      TEXT NOT NULL,
+    times     INTEGER NOT NULL,
+    remaining INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 JsonDict = dict[str, Any]
@@ -259,12 +271,73 @@ class Store:
                 self._append_journal_many(conn, entries)
 
     def reset(self) -> None:
-        """Forget every call and journal entry, and zero the eviction counters."""
+        """Forget every call, journal entry and queued scenario; zero the counters. The policy stays."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM calls")
             conn.execute("DELETE FROM call_events")
             conn.execute("DELETE FROM journal")
-            conn.execute("UPDATE counters SET value = 0")
+            conn.execute("DELETE FROM scenarios")
+            conn.execute("UPDATE counters SET value = 0 WHERE name != 'settings_version'")
+            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settings_version'")
+
+    # -- outcome engine state (scenarios, policy, draw counters) ---------------------------
+    def settings_state(self) -> tuple[int, int]:
+        """(settings version, scenarios with uses left): one cheap read per request."""
+        row = self._read("SELECT (SELECT value FROM counters WHERE name = 'settings_version'), "
+                         "(SELECT COUNT(*) FROM scenarios WHERE remaining > 0)")[0]
+        return int(row[0]), int(row[1])
+
+    def add_scenario(self, match: JsonDict, spec: JsonDict, times: int) -> int:
+        with self._transaction() as conn:
+            cur = conn.execute("INSERT INTO scenarios(match, spec, times, remaining) VALUES (?, ?, ?, ?)",
+                               (json.dumps(match), json.dumps(spec), times, times))
+            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settings_version'")
+            return cur.lastrowid or 0
+
+    def scenarios(self) -> list[JsonDict]:
+        rows = self._read("SELECT id, match, spec, times, remaining FROM scenarios ORDER BY id")
+        return [{"id": i, "match": json.loads(m), **json.loads(sp), "times": t, "remaining": r}
+                for i, m, sp, t, r in rows]
+
+    def clear_scenarios(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM scenarios")
+            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settings_version'")
+
+    def take_scenario(self, matches: Callable[[JsonDict, JsonDict], bool]) -> tuple[int, JsonDict] | None:
+        """Consume one use of the oldest live scenario for which ``matches(match, spec)`` is true.
+
+        The read and the decrement are one transaction under the cross-process write lock, so
+        concurrent requests in any worker never share or lose a use.
+        """
+        with self._transaction() as conn:
+            for sid, match, spec in conn.execute(
+                    "SELECT id, match, spec FROM scenarios WHERE remaining > 0 ORDER BY id").fetchall():
+                spec_doc = json.loads(spec)
+                if matches(json.loads(match), spec_doc):
+                    conn.execute("UPDATE scenarios SET remaining = remaining - 1 WHERE id = ?", (sid,))
+                    return sid, spec_doc
+        return None
+
+    def policy(self) -> JsonDict | None:
+        rows = self._read("SELECT value FROM settings WHERE name = 'policy'")
+        return json.loads(rows[0][0]) if rows else None
+
+    def set_policy(self, policy: JsonDict | None, *, only_if_unset: bool = False) -> None:
+        with self._transaction() as conn:
+            if only_if_unset and conn.execute("SELECT 1 FROM settings WHERE name = 'policy'").fetchone():
+                return
+            conn.execute("DELETE FROM settings WHERE name = 'policy'")
+            if policy:
+                conn.execute("INSERT INTO settings(name, value) VALUES ('policy', ?)", (json.dumps(policy),))
+            conn.execute("UPDATE counters SET value = 0 WHERE name = 'draws_http'")
+            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settings_version'")
+
+    def next_draw(self) -> int:
+        """The next number of the seeded draw sequence, shared by every worker process."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'draws_http'")
+            return int(conn.execute("SELECT value FROM counters WHERE name = 'draws_http'").fetchone()[0])
 
     # -- reads ------------------------------------------------------------------
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -296,9 +369,12 @@ class Store:
         rows = self._read(f"SELECT {_STATUS} FROM calls WHERE id = ?", (call_id,))
         return rows[0][0] if rows else None
 
-    def get_plan(self, call_id: str) -> JsonDict | None:
-        rows = self._read("SELECT plan FROM calls WHERE id = ?", (call_id,))
-        return json.loads(rows[0][0]) if rows and rows[0][0] else None
+    def status_and_plan(self, call_id: str) -> tuple[str | None, JsonDict | None]:
+        """The call's current status and the SIP plan chosen when it was prepared (None, None if unknown)."""
+        rows = self._read(f"SELECT {_STATUS}, plan FROM calls WHERE id = ?", (call_id,))
+        if not rows:
+            return None, None
+        return rows[0][0], json.loads(rows[0][1]) if rows[0][1] else None
 
     def list_calls(self, *, status: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[JsonDict], int]:
         where, args = (f"WHERE {_STATUS} = ?", (status,)) if status else ("", ())

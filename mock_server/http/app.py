@@ -6,7 +6,8 @@ so the Flask app and the in-process door route identically.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -31,7 +32,18 @@ def _core_request(body_limit: int) -> core.Request:
     return core.Request(req.method, req.path, headers, body, query, req.remote_addr)
 
 
+def _dropped_connection() -> Iterator[bytes]:
+    # Raised while the server iterates the body: it closes the connection mid-answer, which the
+    # client sees as a reset or an incomplete read (the timeout and reset outcomes).
+    raise ConnectionAbortedError("synthflow-mock: outcome drops the connection")
+    yield b""  # pragma: no cover - makes this a generator
+
+
 def _to_flask(resp: core.Response) -> Response:
+    if resp.delay_s:
+        time.sleep(resp.delay_s)
+    if resp.drop:
+        return Response(_dropped_connection(), status=200, mimetype="application/json")
     return Response(resp.body_bytes(), status=resp.status, headers=resp.headers, mimetype="application/json")
 
 

@@ -22,9 +22,9 @@ def main(host: str, port: int, workers: int) -> None:
         log_access=False,
         websockets=False,
         backlog=2048,
-        # The handler is short and CPU-bound: one Python thread per worker avoids GIL hand-offs;
-        # granian's Rust side keeps the connections.
-        blocking_threads=1,
+        # The handler is short and CPU-bound, so few Python threads per worker: enough for slow and
+        # timeout outcomes to sleep without stalling the worker, few enough to avoid GIL churn.
+        blocking_threads=4,
         workers_kill_timeout=3,
     ).serve()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mock_server import xei
 from mock_server.sip.message import SipMessage
@@ -44,11 +45,13 @@ class Decision:
     """Text for a ``Warning: 399`` header (the diagnostic, for a human)."""
     external_id: str | None = None
     retry_after: int | None = None
+    plan: dict[str, Any] | None = None
+    """The call's SIP plan from prepare time (outcome engine), for accepted INVITEs."""
 
 
 def decide(
     msg: SipMessage,
-    call_status: Callable[[str], str | None],
+    call_state: Callable[[str], tuple[str | None, dict[str, Any] | None]],
     *,
     require_xei: bool = False,
     lenient: bool = False,
@@ -71,7 +74,7 @@ def decide(
     external = result.get("E")
     if call_id is None:
         return Decision(True, 200, "OK", "direct-dial: X-EI has no S. token", external_id=external)
-    status = call_status(call_id)
+    status, plan = call_state(call_id)
     if status is None:
         return _reject(table, "unknown_call", call_id, f"no call was prepared with synthflow_call_id {call_id}")
     if status == "failed":
@@ -81,7 +84,7 @@ def decide(
         return _reject(table, "busy", call_id, f"call {call_id} already has an active SIP dialog ({status})")
     if status in USED:
         return _reject(table, "used_call", call_id, f"call {call_id} was already used ({status})")
-    return Decision(True, 200, "OK", "accepted", call_id, external_id=external)
+    return Decision(True, 200, "OK", "accepted", call_id, external_id=external, plan=plan)
 
 
 def _reject(table: dict[str, int], why: str, call_id: str, warning: str) -> Decision:

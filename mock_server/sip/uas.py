@@ -26,6 +26,7 @@ from typing import Any
 from mock_server import __version__
 from mock_server.core.calls import CallEvent
 from mock_server.core.config import MockConfig
+from mock_server.core.outcomes import SIP_REJECT_CODES
 from mock_server.core.store import Store, sip_journal_row
 from mock_server.sip import policy, sdp
 from mock_server.sip.message import (
@@ -92,6 +93,7 @@ class Dialog:
     answered_at: float | None = None
     ok_response: bytes | None = None
     local_cseq: int = 0
+    hangup_after: float | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     def cancel_timers(self) -> None:
@@ -235,8 +237,10 @@ class SipEndpoint:
         """Queue everything received so far for writing; the future is done once it is in the store."""
         return self._sink.submit(self._take())
 
-    def _call_status(self, call_id: str) -> str | None:
-        return self.call_states.get(call_id) or self.store.call_status(call_id)
+    def _call_state(self, call_id: str) -> tuple[str | None, dict[str, Any] | None]:
+        """Status (this process's newest view first) and the SIP plan chosen at prepare time."""
+        status, plan = self.store.status_and_plan(call_id)
+        return self.call_states.get(call_id) or status, plan
 
     # -- receiving ----------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, parsed: SipMessage | None = None) -> None:
@@ -368,7 +372,7 @@ class SipEndpoint:
             self._send_response(msg, peer, reply_to, 420, "Bad Extension", to_tag=_rand(4),
                                 extra=[("Unsupported", ", ".join(require))], call_id=None)
             return
-        decision = policy.decide(msg, self._call_status, require_xei=self.config.sip_require_xei,
+        decision = policy.decide(msg, self._call_state, require_xei=self.config.sip_require_xei,
                                  lenient=self.config.sip_xei_lenient, codes=self.config.sip_codes)
         tx = InviteTx(key, msg, peer, reply_to, _rand(6), decision.call_id)
         self.invites[key] = tx
@@ -383,6 +387,18 @@ class SipEndpoint:
                 self._change(decision.call_id, "rejected", detail={"code": decision.code, "why": decision.why,
                                                                    "sip_call_id": sip_call_id})
             self._final_non_2xx(tx, decision.code, decision.reason, extra)
+            return
+        plan = decision.plan or {}
+        kind = plan.get("plan", "answer")
+        if kind in SIP_REJECT_CODES:
+            code, phrase = SIP_REJECT_CODES[kind]
+            why = f"plan {kind} ({plan.get('reason', '')})"
+            extra = [("Warning", f"399 synthflow-mock {_quoted(why)}")]
+            if kind == "overloaded":
+                extra.append(("Retry-After", "30"))
+            self._change(decision.call_id, "rejected", detail={"code": code, "why": f"plan:{kind}",
+                                                               "sip_call_id": sip_call_id})
+            self._final_non_2xx(tx, code, phrase, extra)
             return
         try:
             answer = sdp.answer(msg.body, peer.local[0])
@@ -399,15 +415,29 @@ class SipEndpoint:
         self._change(decision.call_id, "invite", "ringing", detail={
             "sip_call_id": sip_call_id, "transport": peer.transport, "remote": _addr(peer.remote),
             "external_id": decision.external_id}, **fields)
-        ring, answer_after = self.config.sip_ring_ms / 1000, self.config.sip_answer_ms / 1000
+        ring = plan.get("sip-ring-ms", self.config.sip_ring_ms) / 1000
+        answer_after = plan.get("sip-answer-ms", self.config.sip_answer_ms) / 1000
+        dialog.hangup_after = plan.get("hangup-after-ms", 2000) / 1000 if kind == "hangup" else None
         if ring <= 0:
             self._ring(tx)
         else:
             tx.timers.append(self.loop.call_later(ring, self._ring, tx))
+        if kind == "ring_forever":
+            return  # only a CANCEL (487) or BYE ends it
+        if kind == "no_answer":
+            timeout = ring + plan.get("no-answer-ms", 3000) / 1000
+            tx.timers.append(self.loop.call_later(timeout, self._no_answer, tx))
+            return
         if ring + answer_after <= 0:
             self._answer(tx, answer)
         else:
             tx.timers.append(self.loop.call_later(ring + answer_after, self._answer, tx, answer))
+
+    def _no_answer(self, tx: InviteTx) -> None:
+        if tx.state != "proceeding":
+            return
+        self._change(tx.call_id, "no-answer", "no-answer", detail={"code": 408})
+        self._final_non_2xx(tx, 408, "Request Timeout", [])
 
     def _ring(self, tx: InviteTx) -> None:
         if tx.state == "proceeding":
@@ -529,6 +559,15 @@ class SipEndpoint:
             # Keep the INVITE transaction a while to absorb retransmitted INVITEs (RFC 6026 Timer L).
             self._expire(64 * self.t1, self._end_invite_tx, dialog.tx)
             self._change(dialog.call_id, "acknowledged", "in-progress")
+            if dialog.hangup_after is not None:
+                dialog.timers.append(self.loop.call_later(dialog.hangup_after, self._mock_hangup, dialog))
+
+    def _mock_hangup(self, dialog: Dialog) -> None:
+        if dialog.state != "confirmed":
+            return
+        duration = round(time.time() - dialog.answered_at) if dialog.answered_at else 0
+        self._change(dialog.call_id, "mock-bye", "completed", duration=duration, end_call_reason="agent_ended_call")
+        self.send_bye(dialog, reason="plan hangup: the agent ended the call")
 
     def _on_bye(self, msg: SipMessage, data: bytes, peer: Peer, key: tuple[str, ...]) -> None:
         sip_call_id = msg.get("call-id")
