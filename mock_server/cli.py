@@ -145,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     cli_lint.add_parsers(sub)
+    call = sub.add_parser("call", help="play Twilio: call your webhook, read its TwiML, dial the SIP trunk")
+    call.add_argument("--webhook", required=True, help="your voice webhook URL")
+    call.add_argument("--from", dest="from_number", required=True, help="caller number (E.164)")
+    call.add_argument("--to", dest="to_number", required=True, help="called number (E.164)")
+    call.add_argument("--method", choices=["POST", "GET"], default="POST")
+    call.add_argument("--auth-token", default=os.environ.get("TWILIO_AUTH_TOKEN"),
+                      help="sign the webhook with X-Twilio-Signature (default: $TWILIO_AUTH_TOKEN)")
+    call.add_argument("--mock-url", default="http://127.0.0.1:8080", help="the mock's HTTP address")
+    call.add_argument("--admin-token", default=os.environ.get("SYNTHFLOW_MOCK_ADMIN_TOKEN"))
+    call.add_argument("--sip-target", default="127.0.0.1:32681",
+                      help="where Synthflow's termination host is dialled instead (HOST:PORT)")
+    call.add_argument("--hold-ms", type=int, default=300, help="time between ACK and BYE")
     return parser
 
 
@@ -155,6 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers,
                      sip=not args.no_sip)
+    if args.command == "call":
+        from mock_server.twilio_sim import simulate_call
+
+        host, _, port = args.sip_target.rpartition(":")
+        report = simulate_call(args.webhook, args.from_number, args.to_number, mock_url=args.mock_url,
+                               sip_target=(host.strip("[]"), int(port)), method=args.method,
+                               auth_token=args.auth_token, admin_token=args.admin_token, hold_s=args.hold_ms / 1000)
+        print(report.render())
+        return 0 if report.ok else 1
     return cli_lint.run(args)
 
 

@@ -1,0 +1,129 @@
+"""Helpers for test suites: free ports, and ``synthflow-mock serve`` as a real subprocess.
+
+The pytest plugin (``mock_server.pytest_plugin``) builds its live-server fixture on these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import requests
+
+from mock_server import xei
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_tcp_port() -> int:
+    """A port free for both UDP and TCP (the SIP endpoint binds both)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free UDP+TCP port")
+
+
+@dataclass
+class LiveServer:
+    process: subprocess.Popen
+    http_port: int
+    sip_port: int
+    started_in: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def sip_uri(self, number: str, call_id: str) -> str:
+        """The ``<Sip>`` URI an integrator's TwiML should carry, pointed at this server's SIP port."""
+        return xei.build_sip_uri(number, "127.0.0.1", self.sip_port, xei=xei.format_call_id(call_id))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def kill_group(self) -> None:
+        """SIGKILL every process the server started (its own group and each child's session)."""
+        for pid in [self.process.pid, *_children(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def group_alive(self) -> bool:
+        """Whether the server or any process it started is still running."""
+        return self.process.poll() is None or bool(_descendants_of(self.process.pid))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+_started_pids: dict[int, set[int]] = {}
+
+
+def _descendants_of(pid: int) -> list[int]:
+    """Live processes whose session was started by ``pid`` or its children (children run in own sessions)."""
+    alive = []
+    for known in _started_pids.get(pid, set()):
+        try:
+            os.kill(known, 0)
+            with open(f"/proc/{known}/stat") as f:
+                if f.read().split(") ", 1)[1].split()[0] != "Z":
+                    alive.append(known)
+        except (ProcessLookupError, OSError):
+            pass
+    return alive
+
+
+def _remember_tree(pid: int) -> None:
+    seen: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        for child in _children(current):
+            if child not in seen:
+                seen.add(child)
+                frontier.append(child)
+    _started_pids.setdefault(pid, set()).update(seen)
+
+
+def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
+    http_port, sip_port = free_port(), free_udp_tcp_port()
+    cmd = [sys.executable, "-m", "mock_server", "serve", "--http-port", str(http_port),
+           "--sip-port", str(sip_port), *args]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = t0 + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{out}")
+        try:
+            if requests.get(f"http://127.0.0.1:{http_port}/_mock/health", timeout=0.5).status_code == 200:
+                _remember_tree(proc.pid)
+                return LiveServer(proc, http_port, sip_port, time.monotonic() - t0)
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise RuntimeError("server did not become ready")

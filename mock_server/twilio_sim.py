@@ -1,0 +1,178 @@
+"""Play Twilio against an integrator's webhook, end to end, and say which step broke.
+
+1. POST (or GET) Twilio's voice-webhook parameters to the webhook, signed with
+   ``X-Twilio-Signature`` when an auth token is given;
+2. check the mock saw ``prepare_inbound`` while the webhook ran;
+3. read the TwiML and lint its ``<Dial><Sip>``;
+4. map Synthflow's termination host to the local SIP endpoint, turn the URI's
+   headers into SIP headers as Twilio does (plus ``X-Twilio-CallSid`` and
+   friends) and place a real call: INVITE, ACK, a short hold, BYE;
+5. check the X-EI call id was one the mock prepared, and that the trunk answered 200.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from mock_server import lint, xei
+from mock_server.sip.client import SipCaller
+
+TWILIO_HOSTS = ("sip.synthflow.ai", "sip.us.synthflow.ai", "sip.eu.synthflow.ai")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+    call_sid: str = ""
+    twiml: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str, warnings: list[str] | None = None) -> bool:
+        self.checks.append(Check(name, ok, detail, warnings or []))
+        return ok
+
+    def render(self) -> str:
+        lines = [f"Twilio simulator, call {self.call_sid}"]
+        for i, check in enumerate(self.checks, 1):
+            lines.append(f"{i}. [{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
+            lines += [f"     warning: {w}" for w in check.warnings]
+        lines.append("result: " + ("all steps passed" if self.ok else "FAILED"))
+        return "\n".join(lines)
+
+
+def _sid(prefix: str) -> str:
+    return prefix + os.urandom(16).hex()
+
+
+def sign(url: str, params: dict[str, str], auth_token: str) -> str:
+    """``X-Twilio-Signature`` as twilio-python's RequestValidator computes it."""
+    from twilio.request_validator import RequestValidator
+
+    return RequestValidator(auth_token).compute_signature(url, params)
+
+
+def simulate_call(
+    webhook: str,
+    from_number: str,
+    to_number: str,
+    *,
+    mock_url: str = "http://127.0.0.1:8080",
+    sip_target: tuple[str, int] = ("127.0.0.1", 32681),
+    method: str = "POST",
+    auth_token: str | None = None,
+    admin_token: str | None = None,
+    hold_s: float = 0.3,
+    timeout: float = 10.0,
+) -> Report:
+    """Run the whole inbound flow once; the report has one check per step."""
+    report = Report(call_sid=_sid("CA"))
+    account = _sid("AC")
+    params = {"CallSid": report.call_sid, "AccountSid": account, "From": from_number, "To": to_number,
+              "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01", "Caller": from_number,
+              "Called": to_number}
+    admin = {"X-Mock-Admin-Token": admin_token} if admin_token else {}
+    since = time.time()
+
+    # 1. the webhook
+    headers = {"X-Twilio-Signature": sign(webhook, params if method == "POST" else {}, auth_token)} if auth_token \
+        else {}
+    try:
+        if method.upper() == "GET":
+            url = webhook + ("&" if "?" in webhook else "?") + urllib.parse.urlencode(params)
+            if auth_token:
+                headers["X-Twilio-Signature"] = sign(url, {}, auth_token)
+            resp = requests.get(url, headers=headers, timeout=timeout)
+        else:
+            resp = requests.post(webhook, data=params, headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        report.add("webhook answered", False, f"{method} {webhook} failed: {exc}")
+        return report
+    report.twiml = resp.text
+    if not report.add("webhook answered", resp.ok, f"{method} {webhook} -> {resp.status_code}"):
+        return report
+
+    # 2. prepare_inbound seen while the webhook ran
+    prepared = _prepared_since(mock_url, since, admin)
+    ids = [e["call_id"] for e in prepared if e.get("call_id")]
+    report.add("prepare_inbound called", bool(ids),
+               f"{len(prepared)} call(s) to /v2/prepare_inbound, ids {ids}" if prepared else
+               "the webhook answered without calling POST /v2/prepare_inbound on the mock (prepare skipped?)")
+
+    # 3. TwiML and its <Sip>
+    diagnostics = lint.lint_twiml(resp.text, lint.Target(hosts=(*TWILIO_HOSTS, sip_target[0], "localhost")))
+    errors = [f"{d.code}: {d.message} (hint: {d.hint})" for d in diagnostics if d.severity == "error"]
+    warnings = [f"{d.code}: {d.message} (hint: {d.hint})" for d in diagnostics if d.severity == "warning"]
+    uri = _sip_uri(resp.text)
+    report.add("TwiML <Dial><Sip> valid", not errors and uri is not None,
+               ("; ".join(errors) if errors else f"<Sip>{uri}</Sip>") if uri else "no <Dial><Sip> in the answer",
+               warnings)
+    if uri is None:
+        return report
+
+    # 4. X-EI, as Twilio will send it
+    sip_headers = xei.uri_headers(uri)
+    xei_values = [v for n, v in sip_headers if n.lower() == "x-ei"]
+    parsed = xei.parse(xei_values if len(xei_values) > 1 else (xei_values[0] if xei_values else []))
+    report.add("X-EI valid", parsed.ok and parsed.call_id is not None,
+               f"X-EI: {xei_values[0] if xei_values else '(none)'} -> call id {parsed.call_id}" if parsed.ok else
+               "; ".join(str(d.message) for d in parsed.errors) or "no S. token",
+               [d.message for d in parsed.warnings])
+    report.add("call id was prepared", parsed.call_id is not None and parsed.call_id in ids,
+               f"{parsed.call_id} {'is' if parsed.call_id in ids else 'is NOT'} among the prepared ids {ids}")
+
+    # 5. the SIP call
+    transport = "tcp" if ";transport=tcp" in uri.split("?")[0].lower() else "udp"
+    user = uri.split(":", 1)[1].split("@", 1)[0] if "@" in uri else to_number
+    target_uri = f"sip:{user}@{sip_target[0]}:{sip_target[1]}"
+    extra = [(name, value) for name, value in sip_headers] + [
+        ("X-Twilio-CallSid", report.call_sid), ("X-Twilio-AccountSid", account),
+        ("X-Twilio-ApiVersion", "2010-04-01")]
+    result = SipCaller(*sip_target, transport=transport, timeout=timeout).call(target_uri, extra,
+                                                                             from_number=from_number, hold_s=hold_s)
+    if result.error and result.final is None:
+        report.add("SIP answer", False, f"{result.error} (is the trunk at {sip_target[0]}:{sip_target[1]}?)")
+        return report
+    final = result.final
+    ladder = ", ".join(f"{s.name} {s.ms:.0f} ms" for s in result.steps)
+    answered = final is not None and final.status == 200
+    detail = f"{final.status} {final.reason}" if final is not None else "no answer"
+    if final is not None and final.get("warning"):
+        detail += f" ({final.get('warning')})"
+    report.add("SIP answer", answered and result.bye_status == 200, f"{detail}; {ladder}")
+    return report
+
+
+def _prepared_since(mock_url: str, since: float, headers: dict[str, str]) -> list[dict[str, Any]]:
+    try:
+        resp = requests.get(f"{mock_url}/_mock/journal", params={"path": "/v2/prepare_inbound", "since": since},
+                            headers=headers, timeout=5)
+        return [e for e in resp.json().get("entries", []) if e.get("status") == 200]
+    except (requests.RequestException, ValueError):
+        return []
+
+
+def _sip_uri(twiml: str) -> str | None:
+    try:
+        root = ET.fromstring(twiml.strip())
+    except ET.ParseError:
+        return None
+    sip = root.find(".//Dial/Sip")
+    return (sip.text or "").strip() if sip is not None else None

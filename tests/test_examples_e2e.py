@@ -1,0 +1,109 @@
+"""The example integrator apps, run through the Twilio simulator against a live harness.
+
+The correct app passes every step; each planted mistake is caught with its own message.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+import uvicorn
+from werkzeug.serving import make_server
+
+from examples.fastapi_app import app as fastapi_app
+from examples.flask_app import app as flask_app
+from mock_server.testing import free_port
+from mock_server.twilio_sim import simulate_call
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(scope="module")
+def flask_webhook():
+    server = make_server("127.0.0.1", free_port(), flask_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/voice"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fastapi_webhook():
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(fastapi_app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        pass
+    yield f"http://127.0.0.1:{port}/voice"
+    server.should_exit = True
+    thread.join(5)
+
+
+@pytest.fixture(params=["flask", "fastapi"])
+def webhook(request, synthflow_server, monkeypatch):
+    monkeypatch.setenv("SYNTHFLOW_BASE_URL", synthflow_server.url)
+    monkeypatch.setenv("SYNTHFLOW_API_KEY", "test-key")
+    monkeypatch.delenv("EXAMPLE_MISTAKE", raising=False)
+    return request.getfixturevalue(f"{request.param}_webhook")
+
+
+def run(webhook, synthflow_server, **kw):
+    return simulate_call(webhook, "+15075785607", "+15551234567", mock_url=synthflow_server.url,
+                         sip_target=("127.0.0.1", synthflow_server.sip_port), **kw)
+
+
+def check(report, name):
+    return next(c for c in report.checks if c.name == name)
+
+
+def test_correct_app_passes_every_step(webhook, synthflow_server):
+    report = run(webhook, synthflow_server)
+    assert report.ok, report.render()
+    assert [c.name for c in report.checks] == ["webhook answered", "prepare_inbound called",
+                                               "TwiML <Dial><Sip> valid", "X-EI valid", "call id was prepared",
+                                               "SIP answer"]
+    call = synthflow_server.calls()[0]
+    synthflow_server.assert_invite(call["synthflow_call_id"])
+
+
+def test_signed_webhook(webhook, synthflow_server):
+    assert run(webhook, synthflow_server, auth_token="12345").ok
+
+
+@pytest.mark.parametrize("mistake, step, message", [
+    ("raw-semicolon", "TwiML <Dial><Sip> valid", "raw-semicolon"),
+    ("missing-prefix", "X-EI valid", "has no prefix"),
+    ("wrong-port", "TwiML <Dial><Sip> valid", "wrong-port: port 5060"),
+    ("skip-prepare", "prepare_inbound called", "prepare skipped"),
+])
+def test_each_planted_mistake_is_caught(webhook, synthflow_server, monkeypatch, mistake, step, message):
+    monkeypatch.setenv("EXAMPLE_MISTAKE", mistake)
+    report = run(webhook, synthflow_server)
+    found = check(report, step)
+    assert message in found.detail + " ".join(found.warnings), report.render()
+    if mistake == "raw-semicolon":
+        assert found.ok  # Synthflow's own documented form: a warning, and the call still works
+    else:
+        assert not report.ok
+
+
+def test_cli_prints_the_report_and_exits_non_zero_on_failure(flask_webhook, synthflow_server, monkeypatch):
+    monkeypatch.setenv("SYNTHFLOW_BASE_URL", synthflow_server.url)
+    monkeypatch.setenv("SYNTHFLOW_API_KEY", "test-key")
+    monkeypatch.delenv("EXAMPLE_MISTAKE", raising=False)
+    ok = subprocess.run([sys.executable, "-m", "mock_server", "call", "--webhook", flask_webhook,
+                         "--from", "+15075785607", "--to", "+15551234567", "--mock-url", synthflow_server.url,
+                         "--sip-target", f"127.0.0.1:{synthflow_server.sip_port}"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "[PASS] SIP answer: 200 OK" in ok.stdout
+    monkeypatch.setenv("EXAMPLE_MISTAKE", "skip-prepare")
+    bad = subprocess.run([sys.executable, "-m", "mock_server", "call", "--webhook", flask_webhook,
+                          "--from", "+15075785607", "--to", "+15551234567", "--mock-url", synthflow_server.url,
+                          "--sip-target", f"127.0.0.1:{synthflow_server.sip_port}"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "[FAIL] prepare_inbound called" in bad.stdout
