@@ -32,6 +32,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="override a SIP answer, e.g. unknown_call=480 (cases: "
                         "unknown_call, failed_call, busy, used_call, bad_xei, missing_xei)")
     p.add_argument("--workers", type=int, default=2, help="HTTP worker processes (default 2)")
+    p.add_argument("--http-threads", type=int, default=1,
+                   help="Python threads per HTTP worker (default 1, fastest); raise it when slow or timeout "
+                        "outcomes must not hold up other requests")
     p.add_argument("--token", action="append", default=[],
                    help="accepted API token (repeatable); with none, any non-empty bearer token is accepted")
     p.add_argument("--admin-token", default=os.environ.get("SYNTHFLOW_MOCK_ADMIN_TOKEN"),
@@ -166,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mock_server.serve import serve
 
         return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers,
-                     sip=not args.no_sip)
+                     sip=not args.no_sip, threads=args.http_threads)
     if args.command == "call":
         from mock_server.twilio_sim import simulate_call
 

@@ -73,7 +73,7 @@ def _sip_ready(host: str, port: int) -> bool:
 
 
 def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 2,
-          sip: bool = True) -> int:
+          sip: bool = True, threads: int = 1) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
     check_exposure(host, config)
     tmpdir = None
@@ -82,7 +82,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         config = replace(config, store_path=os.path.join(tmpdir, "state.sqlite3"))
     env = {**os.environ, CONFIG_ENV: to_json(config)}
     http_child = ChildSpec("http", [sys.executable, "-m", "mock_server.http.granian_main", host, str(http_port),
-                                    str(workers)], env)
+                                    str(workers), str(threads)], env)
     children = [http_child]
     sip_text = ""
     if sip:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.live
 
 @pytest.fixture(scope="module")
 def live():
-    server = start_server("--workers", "2")
+    server = start_server("--workers", "2", "--http-threads", "4")
     yield server
     server.kill_group()
 

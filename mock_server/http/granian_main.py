@@ -10,7 +10,7 @@ from granian.constants import Interfaces
 from mock_server.supervisor import die_with_parent
 
 
-def main(host: str, port: int, workers: int) -> None:
+def main(host: str, port: int, workers: int, threads: int = 1) -> None:
     die_with_parent()
     Granian(
         "mock_server.http.wsgi:create_wsgi_app",
@@ -22,12 +22,12 @@ def main(host: str, port: int, workers: int) -> None:
         log_access=False,
         websockets=False,
         backlog=2048,
-        # The handler is short and CPU-bound, so few Python threads per worker: enough for slow and
-        # timeout outcomes to sleep without stalling the worker, few enough to avoid GIL churn.
-        blocking_threads=4,
+        # The handler is short and CPU-bound: one Python thread per worker is fastest (no GIL churn).
+        # Slow and timeout outcomes sleep in that thread, so --http-threads raises it for them.
+        blocking_threads=threads,
         workers_kill_timeout=3,
     ).serve()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 1)
