@@ -31,7 +31,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--sip-code", action="append", default=[], metavar="CASE=CODE",
                    help="override a SIP answer, e.g. unknown_call=480 (cases: "
                         "unknown_call, failed_call, busy, used_call, bad_xei, missing_xei)")
-    p.add_argument("--workers", type=int, default=2, help="HTTP worker processes (default 2)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="HTTP worker processes (default 1: on 2 cores a second worker adds SQLite cross-process "
+                        "cost and no throughput, see bench/RESULTS.md)")
     p.add_argument("--http-threads", type=int, default=1,
                    help="Python threads per HTTP worker (default 1, fastest); raise it when slow or timeout "
                         "outcomes must not hold up other requests")

@@ -72,7 +72,7 @@ def _sip_ready(host: str, port: int) -> bool:
             return False
 
 
-def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 2,
+def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 1,
           sip: bool = True, threads: int = 1) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
     check_exposure(host, config)
