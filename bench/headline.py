@@ -133,8 +133,8 @@ def main() -> int:
         http = http_anchors(work / "http")
         sections.append("## HTTP: prepare_inbound beside WireMock (validation and journal on)\n\n"
                         "From `../shared/bench/run_http_anchors.sh target wiremock` (`target` is synthflow-mock, "
-                        "default single worker). Its CPU columns cannot see synthflow-mock's processes (they run in their own "
-                        "sessions); the Locust section measures that instead.\n" + str(http["table"]))
+                        "default single worker). Its CPU columns cannot see synthflow-mock's processes (they run "
+                        "in their own sessions); the Locust section measures that instead.\n" + str(http["table"]))
         (work / "http.json").write_text(json.dumps(http["figures"], indent=2))
 
     sip = sh([PY, str(ROOT / "bench" / "sip_bench.py"), "--rates", *args.sip_rates.split(), "--secs", "10"],
