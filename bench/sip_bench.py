@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,26 +31,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from mock_server.testing import free_udp_tcp_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "sipp" / "uac_call.xml"
 P99_BOUND_MS = 200
 """A rate only counts as handled when retransmissions did not rescue it: SIPp's first retransmit is at 500 ms."""
 BODY = {"from_number": "+15075785607", "to_number": "+15551234567", "model_id": "m1", "workspace_id": "w1",
         "custom_variables": {"name": "erfan"}}
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            try:
-                u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port")
 
 
 def ticks(pid: int) -> int:
@@ -107,9 +94,10 @@ def run_rate(http: str, sip_port: int, sip_pid: int, rate: int, secs: int, trans
         old.unlink()
     stat = work / f"stat_{rate}.csv"
     cmd = ["sipp", f"127.0.0.1:{sip_port}", "-sf", str(SCENARIO), "-inf", str(inf), "-i", "127.0.0.1",
-           "-p", str(free_port()), "-t", transport, "-s", "+15551234567", "-r", str(rate), "-rp", "1000",
+           "-p", str(free_udp_tcp_port()), "-t", transport, "-s", "+15551234567", "-r", str(rate), "-rp", "1000",
            "-m", str(total), "-l", str(max(200, rate)), "-nostdin", "-timeout", f"{secs + 40}s", "-timeout_error",
-           "-recv_timeout", "10000", "-trace_stat", "-stf", str(stat), "-fd", "1", "-trace_rtt", "-rtt_freq", "1000",
+           "-recv_timeout", "10000", "-trace_stat", "-stf", str(stat), "-fd", "1", "-trace_rtt",
+           "-rtt_freq", str(max(1, min(1000, total // 10))),
            "-buff_size", "4194304"]
     udp0 = udp_errors()
     writer = children(sip_pid)  # the journal writer process
@@ -153,7 +141,7 @@ def main() -> int:
     if shutil.which("sipp") is None:
         print("sipp not found: apt-get install sip-tester", file=sys.stderr)
         return 2
-    http_port, sip_port = free_port(), free_port()
+    http_port, sip_port = free_udp_tcp_port(), free_udp_tcp_port()
     work = Path(tempfile.mkdtemp(prefix="sip-bench-"))
     server = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--http-port", str(http_port),
                                "--sip-port", str(sip_port), "--calls-limit", "1000000"],
