@@ -24,7 +24,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -439,7 +438,3 @@ def sip_journal_row(time_s: float, call_id: str | None, raw: str, direction: str
     return (time_s, "sip", call_id, None, None, raw, direction, transport, local, remote, first_line, sip_call_id,
             decision, reason, json.dumps(extra) if extra else None)
 
-
-def now() -> float:
-    """Wall-clock seconds; one place to swap for a fake clock."""
-    return time.time()

@@ -157,7 +157,6 @@ class SipEndpoint:
         self._sweeper: asyncio.TimerHandle | None = None
         self.flush_interval = config.sip_flush_ms / 1000
         self._sink = sink or ThreadSink(store)
-        self.stats = {"received": 0, "sent": 0, "dropped": 0}
 
     # -- expiry of transactions and caches -----------------------------------------------
     def _expire(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
@@ -245,7 +244,6 @@ class SipEndpoint:
     # -- receiving ----------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, parsed: SipMessage | None = None) -> None:
         """Handle one message (a UDP datagram, or one framed message from a stream)."""
-        self.stats["received"] += 1
         if len(data) > self.config.sip_max_message_bytes:
             self._reject_unparsed(data, peer, 513, "Message Too Large")
             return
@@ -267,7 +265,6 @@ class SipEndpoint:
         salvaged = _salvage(data)
         first = data.split(b"\n", 1)[0][:200].decode("utf-8", "replace").strip()
         if salvaged is None or salvaged.get("via") is None or first.startswith("SIP/"):
-            self.stats["dropped"] += 1
             self._record("in", peer, data, first, call_id=None, sip_call_id=None,
                          decision=f"dropped: {reason}", reason=reason)
             return
@@ -724,7 +721,6 @@ class SipEndpoint:
     def _send_raw(self, data: bytes, peer: Peer, to: tuple[str, int], sip_call_id: str | None, call_id: str | None,
                   *, first_line: str | None = None, note: str | None = None) -> None:
         ok = peer.send(data, to)
-        self.stats["sent"] += 1
         line = first_line or data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
         decision = note if ok else "not sent: connection closed"
         self._record("out", peer, data, line, call_id=call_id, sip_call_id=sip_call_id, decision=decision, to=to)
