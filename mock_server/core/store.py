@@ -202,14 +202,16 @@ class Store:
                 json.dumps(entry, default=str), None, None, None, None, None, None, None, None, None, None)
 
     def _append_journal(self, conn: sqlite3.Connection, entry: JsonDict) -> None:
-        self._append_journal_many(conn, [entry])
+        seq = conn.execute(_JOURNAL_INSERT, self._journal_row(entry)).lastrowid  # no extra read for the bound
+        self._evict_journal(conn, seq)
 
     def _append_journal_many(self, conn: sqlite3.Connection, entries: list[Any]) -> None:
         conn.executemany(_JOURNAL_INSERT, [self._journal_row(e) for e in entries])
         self._evict_journal(conn)
 
-    def _evict_journal(self, conn: sqlite3.Connection) -> None:
-        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()[0]
+    def _evict_journal(self, conn: sqlite3.Connection, seq: int | None = None) -> None:
+        if seq is None:
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()[0]
         if seq > self.journal_limit:
             gone = conn.execute("DELETE FROM journal WHERE seq <= ?", (seq - self.journal_limit,)).rowcount
             if gone:
