@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import uuid
@@ -23,7 +24,12 @@ class IdSource:
 
     def new(self) -> str:
         if self._rng is None:
-            return str(uuid.uuid4())
+            # A version-4 UUID from 16 random bytes, formatted without building a UUID object.
+            h = bytearray(os.urandom(16))
+            h[6] = (h[6] & 0x0F) | 0x40
+            h[8] = (h[8] & 0x3F) | 0x80
+            x = h.hex()
+            return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
         with self._lock:
             bits = self._rng.getrandbits(128)
         return str(uuid.UUID(int=bits, version=4))
