@@ -213,3 +213,22 @@ def test_verify_counts_and_explains_near_misses(client):
     assert any("status: expected 429, got 200" in d for d in miss["near_misses"][0]["differences"])
     bad = client.post("/_mock/verify", json={"colour": "red"})
     assert_error(bad, 422, "validation_error")
+
+
+def test_error_outcomes_carry_their_own_request_id_under_threads():
+    backend = Backend(MockConfig())
+    headers = {"authorization": "Bearer t", "content-type": "application/json", "prefer": "outcome=server_error"}
+    mismatches: list[tuple[str, str]] = []
+
+    def hammer() -> None:
+        for _ in range(50):
+            resp = backend.handle(Request("POST", "/v2/prepare_inbound", headers, json.dumps(VALID_BODY).encode()))
+            if resp.headers["X-Request-Id"] != resp.body["detail"]["request_id"]:
+                mismatches.append((resp.headers["X-Request-Id"], resp.body["detail"]["request_id"]))
+
+    pool = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert mismatches == []

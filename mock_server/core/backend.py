@@ -121,7 +121,6 @@ class Backend:
         self.url_map = url_map()
         self._request_validator = contracts.fast_validator(
             "prepare-inbound-request.schema.json", self.config.allow_extra_fields)
-        self._request_id = ""
         self._policy_version = -1
         self._policy_cache: dict[str, Any] | None = None
         if self.config.policy:
@@ -141,14 +140,15 @@ class Backend:
 
     def dispatch(self, endpoint: str, request: Request, args: dict[str, Any]) -> Response:
         """Answer a routed request and journal it (the Flask views' entry point)."""
-        request_id = self._request_id = os.urandom(12).hex()
+        request_id = os.urandom(12).hex()
         try:
             if endpoint.startswith("admin_"):
                 self._check_admin(request)
             result: _Result = getattr(self, "_" + endpoint)(request, **args)
             error = None
         except ApiError as exc:
-            result = _Result(Response(exc.status, exc.body(request_id), dict(exc.headers)))
+            result = _Result(Response(exc.status, exc.body(request_id), dict(exc.headers), exc.delay_s),
+                             exc.outcome, exc.reason)
             error = exc.category
         kind = "admin" if endpoint.startswith("admin_") else "http"
         return self._finish(request, request_id, result, error, kind=kind)
@@ -260,11 +260,9 @@ class Backend:
         outcome = decision.outcome
         if outcome in _ERROR_OUTCOMES:
             status, category, text, retry = _ERROR_OUTCOMES[outcome]
-            err = ApiError(status, category, f"{text} (outcome {outcome!r}, from {decision.reason})",
+            raise ApiError(status, category, f"{text} (outcome {outcome!r}, from {decision.reason})",
                            headers={"Retry-After": str(int(decision.params.get("retry-after", retry)))}
-                           if retry else {})
-            response = Response(status, err.body(self._request_id), dict(err.headers), decision.delay_ms / 1000)
-            return _Result(response, outcome, reason)
+                           if retry else {}, outcome=outcome, reason=reason, delay_s=decision.delay_ms / 1000)
         if outcome in ("timeout", "reset"):
             hold = decision.params.get("hold-s", 30.0) if outcome == "timeout" else 0.0
             return _Result(Response(0, None, {}, hold + decision.delay_ms / 1000, drop=True), outcome, reason)

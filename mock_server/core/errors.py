@@ -17,6 +17,10 @@ class ApiError(Exception):
     field: str | None = None
     errors: list[dict[str, str]] = dc_field(default_factory=list)
     headers: dict[str, str] = dc_field(default_factory=dict)
+    outcome: str | None = None
+    """Set when the outcome engine chose this error: journaled with its reason."""
+    reason: str | None = None
+    delay_s: float = 0.0
 
     def body(self, request_id: str) -> dict[str, Any]:
         detail: dict[str, Any] = {
