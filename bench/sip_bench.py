@@ -31,7 +31,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mock_server.testing import free_udp_tcp_port
+from mock_server.testing import children, free_udp_tcp_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "sipp" / "uac_call.xml"
@@ -48,14 +48,6 @@ def ticks(pid: int) -> int:
         return int(fields[11]) + int(fields[12])
     except OSError:
         return 0
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 def find_pid(pattern: str) -> int | None:

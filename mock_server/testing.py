@@ -60,7 +60,7 @@ class LiveServer:
 
     def kill_group(self) -> None:
         """SIGKILL every process the server started (its own group and each child's session)."""
-        for pid in [self.process.pid, *_children(self.process.pid)]:
+        for pid in [self.process.pid, *children(self.process.pid)]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         self.process.wait(timeout=10)
@@ -70,7 +70,8 @@ class LiveServer:
         return self.process.poll() is None or bool(_descendants_of(self.process.pid))
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (Linux /proc)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return [int(p) for p in f.read().split()]
@@ -100,7 +101,7 @@ def _remember_tree(pid: int) -> None:
     frontier = [pid]
     while frontier:
         current = frontier.pop()
-        for child in _children(current):
+        for child in children(current):
             if child not in seen:
                 seen.add(child)
                 frontier.append(child)
