@@ -9,12 +9,16 @@ Two bounded tables: ``calls`` (prepared calls with their JSON object) and
 Each bound evicts the oldest rows and counts what it evicted, so a reader can
 always tell whether the record is complete.
 
-A call's SIP lifecycle is stored as appended ``call_events`` (plus the current
-``status`` column) rather than by rewriting its JSON: the SIP endpoint writes
-three or four events per call at thousands of calls a second, and an append is
-several times cheaper than a read-modify-write. Readers fold the events into
-the call object (``calls.apply_events``). SIP journal rows use columns, not
-JSON, for the same reason.
+A call's SIP lifecycle is stored as appended ``call_events`` rather than by
+rewriting its JSON: the SIP endpoint writes three or four events per call at
+thousands of calls a second, and an append is several times cheaper than a
+read-modify-write. The current status is the newest event's (``_STATUS``), and
+readers fold the events into the call object (``calls.apply_events``). SIP
+journal rows use columns, not JSON, for the same reason.
+
+The outcome engine keeps its shared state here too, so every worker agrees:
+``scenarios`` (queued outcomes with uses left), ``settings`` (the seeded policy)
+and ``counters`` (eviction counts, the settings version, the draw sequence).
 """
 
 from __future__ import annotations
