@@ -89,3 +89,31 @@ def test_call_prepared_over_http_is_answered_by_the_sip_process(server, tmp_path
     ladder = requests.get(f"{server.url}/_mock/calls/{call_id}/sip", timeout=5).json()["messages"]
     assert [m["first_line"].split(" sip:")[0] for m in ladder][:4] == [
         "INVITE", "SIP/2.0 100 Trying", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK"]
+
+
+def test_sigterm_to_every_process_at_once_still_stops_cleanly(server):
+    """Like `pkill -f mock_server`: supervisor, granian, SIP process and its writer all get SIGTERM."""
+    from mock_server.testing import children
+
+    tree, frontier = [], [server.process.pid]
+    while frontier:
+        pid = frontier.pop()
+        tree.append(pid)
+        frontier += children(pid)
+    assert len(tree) >= 4  # supervisor, granian master and worker(s), SIP process (+ its writer)
+    for pid in tree:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 4  # under the supervisor's 5 s grace: the graceful path must work
+    alive = tree
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in tree if _running(p)]
+    assert alive == []
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

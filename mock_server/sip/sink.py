@@ -9,6 +9,7 @@ about a third of a core (bench/sip_bench.py).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -20,6 +21,10 @@ from mock_server.core.calls import CallEvent
 from mock_server.core.store import Store
 
 Batch = tuple[list[tuple[Any, ...]], list[CallEvent]]
+
+
+class WriterGone(RuntimeError):
+    """The writer process is no longer there to store batches."""
 
 
 class Sink(Protocol):
@@ -50,9 +55,15 @@ def _astuple(event: CallEvent) -> tuple[Any, ...]:
 
 
 def _writer_main(path: str, journal_limit: int, calls_limit: int, inbox: Any, acks: Any) -> None:
+    import signal
+
     from mock_server.supervisor import die_with_parent
 
-    die_with_parent()
+    # Stopping is the SIP process's call: it closes the pipe after its last batch, so a SIGTERM or
+    # Ctrl-C sent to the whole process group must not kill the writer first and lose that batch.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(signal.SIGKILL)
     store = Store(path, journal_limit=journal_limit, calls_limit=calls_limit)
     while True:
         try:
@@ -84,6 +95,7 @@ class ProcessSink:
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sip-journal-send")
         self._waiting: dict[int, concurrent.futures.Future[None]] = {}
         self._next = 0
+        self._alive = True
         self._lock = threading.Lock()
         self._ack_reader = threading.Thread(target=self._read_acks, name="sip-journal-acks", daemon=True)
         self._ack_reader.start()
@@ -98,9 +110,10 @@ class ProcessSink:
                 future = self._waiting.pop(token, None)
             if future is not None:
                 future.set_result(None)
-        with self._lock:  # the writer is gone: nobody will answer
+        with self._lock:  # the writer is gone: nobody will answer, now or later
+            self._alive = False
             for future in self._waiting.values():
-                future.set_exception(RuntimeError("the SIP journal writer process exited"))
+                future.set_exception(WriterGone("the SIP journal writer process exited"))
             self._waiting.clear()
 
     def _send(self, token: int | None, batch: Batch | None) -> None:
@@ -110,10 +123,13 @@ class ProcessSink:
 
     def submit(self, batch: Batch | None) -> concurrent.futures.Future[None]:
         """Send without waiting; the returned future resolves when the writer has stored it."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._lock:
+            if not self._alive:
+                future.set_exception(WriterGone("the SIP journal writer process exited"))
+                return future
             self._next += 1
             token = self._next
-            future: concurrent.futures.Future[None] = concurrent.futures.Future()
             self._waiting[token] = future
         self._sender.submit(self._send, token, batch)
         return future
@@ -123,7 +139,9 @@ class ProcessSink:
         self._sender.submit(self._send, None, batch)
 
     def close(self) -> None:
-        self.submit(None).result(timeout=30)
+        # When the writer is gone, nothing more can be written: shutting down must not hang on it.
+        with contextlib.suppress(WriterGone, concurrent.futures.TimeoutError):
+            self.submit(None).result(timeout=30)
         self._sender.shutdown(wait=True)
         self._inbox.close()
         self._process.join(timeout=10)

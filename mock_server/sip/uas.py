@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import re
 import time
@@ -735,7 +736,9 @@ class SipEndpoint:
                 handle.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        self.flush().result()
+        # If the writer is gone or stuck, stopping must still finish.
+        with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
+            self.flush().result(timeout=30)
         self._sink.close()
 
 
