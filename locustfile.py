@@ -21,22 +21,19 @@ HOST:PORT (SYNTHFLOW_SIP_TARGET, default 127.0.0.1:32681), --webhook-url (SYNTHF
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import time
-from pathlib import Path
 from typing import Any
 
-import jsonschema_rs
 from locust import FastHttpUser, User, between, events, task
 from locust.exception import StopUser
 
 from mock_server import xei
+from mock_server.core import contracts
 from mock_server.sip.client import SipCaller
 
-CONTRACTS = Path(__file__).resolve().parent / "contracts"
 BODY = {"from_number": "+15075785607", "to_number": "+15551234567", "model_id": "1744274157255x646200691892837600",
         "workspace_id": "ws_load", "custom_variables": {"source": "locust"}}
 EXPECTED_STATUS = {"registered": 200, "failed": 200, "unauthorized": 401, "invalid": 422, "rate_limited": 429,
@@ -44,18 +41,10 @@ EXPECTED_STATUS = {"registered": 200, "failed": 200, "unauthorized": 401, "inval
 log = logging.getLogger("synthflow-mock.locust")
 
 
-def _validator(name: str) -> Any:
-    base = "https://synthflow-mock.dev/contracts/"
-
-    def retrieve(uri: str) -> Any:
-        return json.loads((CONTRACTS / uri.removeprefix(base)).read_text())
-
-    return jsonschema_rs.validator_for(json.loads((CONTRACTS / name).read_text()), retriever=retrieve)
-
-
-VALIDATORS = {"registered": _validator("prepare-inbound-registered.schema.json"),
-              "failed": _validator("prepare-inbound-failed.schema.json"),
-              "error": _validator("error.schema.json")}
+# The same compiled contracts the server uses (found beside the installed package or in the repo).
+VALIDATORS = {"registered": contracts.fast_validator("prepare-inbound-registered.schema.json"),
+              "failed": contracts.fast_validator("prepare-inbound-failed.schema.json"),
+              "error": contracts.fast_validator("error.schema.json")}
 
 
 @events.init_command_line_parser.add_listener
