@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from mock_server.testing import children
+
 ROOT = Path(__file__).resolve().parent.parent
 ANCHORS = ROOT.parent / "shared" / "bench"
 PY = sys.executable
@@ -39,12 +41,7 @@ def sh(cmd: list[str] | str, **kw) -> subprocess.CompletedProcess[str]:
 def descendants(pid: int) -> list[int]:
     out, frontier = [], [pid]
     while frontier:
-        current = frontier.pop()
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as f:
-                kids = [int(p) for p in f.read().split()]
-        except OSError:
-            kids = []
+        kids = children(frontier.pop())
         out += kids
         frontier += kids
     return out

@@ -8,14 +8,13 @@ import time
 import pytest
 import requests
 
-from mock_server.core.backend import Backend, Request
-from mock_server.core.config import MockConfig
+from mock_server.core.backend import Request
 from mock_server.sip.message import parse_datagram
-from mock_server.sip.runner import SipThread
 from tests.conftest import AUTH, VALID_BODY
 from tests.contract import assert_matches
 from tests.live import start_server
 from tests.sip_client import SDP, UdpClient, request
+from tests.trunk import Trunk, prepare_call
 
 pytestmark = pytest.mark.live
 
@@ -93,19 +92,11 @@ def test_seeded_policy_is_the_same_sequence_across_workers(live):
 
 @pytest.fixture
 def trunk():
-    config = MockConfig(sip_port=0, sip_t1_ms=50)
-    backend = Backend(config)
-    sip = SipThread(backend.store, config, port=0).start()
-    client = UdpClient(sip.port)
-    yield backend, sip, client
+    t = Trunk(sip_t1_ms=50)
+    client = UdpClient(t.port)
+    yield t.backend, t.sip, client
     client.close()
-    sip.stop()
-
-
-def prepared(backend, prefer: str) -> str:
-    headers = {"authorization": "Bearer t", "content-type": "application/json", "prefer": prefer}
-    resp = backend.handle(Request("POST", "/v2/prepare_inbound", headers, json.dumps(VALID_BODY).encode()))
-    return json.loads(resp.body)["synthflow_call_id"]
+    t.stop()
 
 
 @pytest.mark.parametrize("plan, code, header", [
@@ -113,7 +104,7 @@ def prepared(backend, prefer: str) -> str:
 ])
 def test_rejecting_plans(trunk, plan, code, header):
     backend, _sip, client = trunk
-    call_id = prepared(backend, f"sip={plan}")
+    call_id = prepare_call(backend, f"sip={plan}")
     final = client.invite(f"S.{call_id};")[0][-1]
     assert final.status == code
     if header:
@@ -123,7 +114,7 @@ def test_rejecting_plans(trunk, plan, code, header):
 
 def test_no_answer_plan_rings_then_408(trunk):
     backend, sip, client = trunk
-    call_id = prepared(backend, "sip=no_answer, no-answer-ms=200")
+    call_id = prepare_call(backend, "sip=no_answer, no-answer-ms=200")
     statuses = [m.status for m in client.invite(f"S.{call_id};")[0]]
     assert statuses == [100, 180, 408]
     sip.flush()
@@ -132,7 +123,7 @@ def test_no_answer_plan_rings_then_408(trunk):
 
 def test_ring_forever_until_cancel_then_487(trunk):
     backend, sip, client = trunk
-    call_id = prepared(backend, "sip=ring_forever")
+    call_id = prepare_call(backend, "sip=ring_forever")
     invite = request("INVITE", sip.port, client.local_port, xei=f"S.{call_id};", body=SDP)
     client.send(invite)
     assert [client.recv().status, client.recv().status] == [100, 180]
@@ -146,7 +137,7 @@ def test_ring_forever_until_cancel_then_487(trunk):
 
 def test_ring_time_before_answer(trunk):
     backend, sip, client = trunk
-    call_id = prepared(backend, "sip=answer, sip-ring-ms=300")
+    call_id = prepare_call(backend, "sip=answer, sip-ring-ms=300")
     t0 = time.monotonic()
     client.send(request("INVITE", sip.port, client.local_port, xei=f"S.{call_id};", body=SDP))
     assert client.recv().status == 100
@@ -156,7 +147,7 @@ def test_ring_time_before_answer(trunk):
 
 def test_hangup_plan_sends_bye(trunk):
     backend, sip, client = trunk
-    call_id = prepared(backend, "sip=hangup, hangup-after-ms=200")
+    call_id = prepare_call(backend, "sip=hangup, hangup-after-ms=200")
     msgs, invite = client.invite(f"S.{call_id};")
     client.ack_for(invite, msgs[-1])
     bye = client.recv(3)
@@ -168,7 +159,7 @@ def test_hangup_plan_sends_bye(trunk):
 
 def test_verify_finds_sip_messages(trunk):
     backend, sip, client = trunk
-    call_id = prepared(backend, "sip=busy")
+    call_id = prepare_call(backend, "sip=busy")
     client.invite(f"S.{call_id};")
     sip.flush()
     found = backend.handle(Request("POST", "/_mock/verify", {"content-type": "application/json"},

@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 import uuid
 
 import pytest
 
-from mock_server.core.backend import Backend, Request
-from mock_server.core.config import MockConfig
+from mock_server.core.backend import Request
 from mock_server.sip.message import parse_datagram, parse_via, tag_of
-from mock_server.sip.runner import SipThread
-from tests.conftest import VALID_BODY
 from tests.sip_client import SDP, UdpClient, request
-
-
-class Trunk:
-    def __init__(self, **config):
-        config.setdefault("sip_t1_ms", 40)
-        self.config = MockConfig(sip_port=0, **config)
-        self.backend = Backend(self.config)
-        self.sip = SipThread(self.backend.store, self.config, port=0).start()
-        self.port = self.sip.port
-
-    def prepare(self, outcome: str = "registered") -> str:
-        headers = {"authorization": "Bearer t", "content-type": "application/json", "prefer": f"outcome={outcome}"}
-        resp = self.backend.handle(Request("POST", "/v2/prepare_inbound", headers, json.dumps(VALID_BODY).encode()))
-        return json.loads(resp.body)["synthflow_call_id"]
-
-    def status(self, call_id: str) -> str:
-        self.sip.flush()
-        return self.backend.store.get_call(call_id)["call_status"]
-
-    def journal(self) -> list[dict]:
-        self.sip.flush()
-        return self.backend.store.journal(kinds=("sip",), limit=100_000)
+from tests.trunk import Trunk
 
 
 @pytest.fixture
@@ -49,7 +24,7 @@ def trunk():
 
     yield make
     for t in made:
-        t.sip.stop()
+        t.stop()
 
 
 @pytest.fixture
@@ -63,6 +38,15 @@ def client():
     yield make
     for c in made:
         c.close()
+
+
+def hang_up(t, c, invite, ok) -> bytes:
+    """Send the caller's BYE for an answered call; returns it (to resend)."""
+    inv = parse_datagram(invite)
+    bye = request("BYE", t.port, c.local_port, call_id=inv.get("call-id"), from_tag=tag_of(inv.get("from")),
+                  to_tag=tag_of(ok.get("to")), cseq=2)
+    c.send(bye)
+    return bye
 
 
 def full_call(t, c, call_id):
@@ -109,9 +93,7 @@ def test_call_lifecycle_is_visible_over_http(trunk, client):
     call_id = t.prepare()
     ok, invite = full_call(t, c, call_id)
     assert t.status(call_id) == "in-progress"
-    inv = parse_datagram(invite)
-    c.send(request("BYE", t.port, c.local_port, call_id=inv.get("call-id"), from_tag=tag_of(inv.get("from")),
-                   to_tag=tag_of(ok.get("to")), cseq=2))
+    hang_up(t, c, invite, ok)
     assert c.recv().status == 200
     assert t.status(call_id) == "completed"
     resp = t.backend.handle(Request("GET", f"/v2/calls/{call_id}", {"authorization": "Bearer t"}))
@@ -161,11 +143,7 @@ def test_bye_retransmission_gets_the_same_200_not_481(trunk, client):
     c = client(t.port)
     call_id = t.prepare()
     ok, invite = full_call(t, c, call_id)
-    inv = parse_datagram(invite)
-    bye = request("BYE", t.port, c.local_port, call_id=inv.get("call-id"), from_tag=tag_of(inv.get("from")),
-                  to_tag=tag_of(ok.get("to")), cseq=2)
-    c.send(bye)
-    c.send(bye)
+    c.send(hang_up(t, c, invite, ok))
     assert [c.recv().status, c.recv().status] == [200, 200]
 
 
@@ -241,9 +219,7 @@ def test_used_call_gets_410(trunk, client):
     c = client(t.port)
     call_id = t.prepare()
     ok, invite = full_call(t, c, call_id)
-    inv = parse_datagram(invite)
-    c.send(request("BYE", t.port, c.local_port, call_id=inv.get("call-id"), from_tag=tag_of(inv.get("from")),
-                   to_tag=tag_of(ok.get("to")), cseq=2))
+    hang_up(t, c, invite, ok)
     assert c.recv().status == 200
     msgs, _ = c.invite(f"S.{call_id};")
     assert (msgs[-1].status, msgs[-1].reason) == (410, "Call Id Already Used")

@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 
-from mock_server.core.backend import Backend, Request
-from mock_server.core.config import MockConfig
-from mock_server.sip.runner import SipThread
-from tests.conftest import VALID_BODY
 from tests.sip_client import UdpClient, request
 from tests.sipp_helper import require_sipp, run_sipp
+from tests.trunk import Trunk
 
 pytestmark = pytest.mark.sipp
 TRANSPORTS = [pytest.param("u1", id="udp"), pytest.param("t1", id="tcp")]
-
-
-class Trunk:
-    """A backend and its SIP endpoint on a free port, sharing one in-memory store."""
-
-    def __init__(self, **config):
-        self.config = MockConfig(sip_port=0, sip_t1_ms=100, **config)
-        self.backend = Backend(self.config)
-        self.sip = SipThread(self.backend.store, self.config, port=0).start()
-
-    def prepare(self, outcome: str = "registered") -> str:
-        headers = {"authorization": "Bearer t", "content-type": "application/json", "prefer": f"outcome={outcome}"}
-        resp = self.backend.handle(Request("POST", "/v2/prepare_inbound", headers, json.dumps(VALID_BODY).encode()))
-        return json.loads(resp.body)["synthflow_call_id"]
-
-    def call(self, call_id: str) -> dict:
-        self.sip.flush()
-        call = self.backend.store.get_call(call_id)
-        assert call is not None
-        return call
-
-    def journal(self) -> list[dict]:
-        self.sip.flush()
-        return self.backend.store.journal(kinds=("sip",))
-
-    def ladder(self, call_id: str) -> list[str]:
-        self.sip.flush()
-        resp = self.backend.handle(Request("GET", f"/_mock/calls/{call_id}/sip", {}))
-        return [m["direction"] + " " + m["first_line"].split(" sip:")[0] for m in resp.body["messages"]]
 
 
 @pytest.fixture
@@ -53,13 +20,13 @@ def trunk_factory():
     made = []
 
     def make(**config):
-        trunk = Trunk(**config)
+        trunk = Trunk(sip_t1_ms=100, **config)
         made.append(trunk)
         return trunk
 
     yield make
     for trunk in made:
-        trunk.sip.stop()
+        trunk.stop()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

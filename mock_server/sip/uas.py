@@ -67,7 +67,19 @@ class Peer:
 
 
 @dataclass
-class InviteTx:
+class _Timed:
+    """Something with loop timers that all end with it."""
+
+    timers: list[asyncio.TimerHandle] = field(default_factory=list, kw_only=True)
+
+    def cancel_timers(self) -> None:
+        for handle in self.timers:
+            handle.cancel()
+        self.timers.clear()
+
+
+@dataclass
+class InviteTx(_Timed):
     key: tuple[str, ...]
     request: SipMessage
     peer: Peer
@@ -76,17 +88,11 @@ class InviteTx:
     call_id: str | None
     state: str = "proceeding"  # proceeding, completed, confirmed, accepted, terminated
     last_response: bytes | None = None
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
     dialog: Dialog | None = None
-
-    def cancel_timers(self) -> None:
-        for handle in self.timers:
-            handle.cancel()
-        self.timers.clear()
 
 
 @dataclass
-class Dialog:
+class Dialog(_Timed):
     key: tuple[str, str, str]  # (SIP Call-ID, our tag, their tag)
     tx: InviteTx
     call_id: str | None
@@ -95,16 +101,10 @@ class Dialog:
     ok_response: bytes | None = None
     local_cseq: int = 0
     hangup_after: float | None = None
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-
-    def cancel_timers(self) -> None:
-        for handle in self.timers:
-            handle.cancel()
-        self.timers.clear()
 
 
 @dataclass
-class ClientTx:
+class ClientTx(_Timed):
     """A request the mock sends itself (BYE), retransmitted over UDP until a final answer."""
 
     branch: str
@@ -112,7 +112,6 @@ class ClientTx:
     peer: Peer
     to: tuple[str, int]
     call_id: str | None
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
 def _rand(n: int = 8) -> str:
@@ -630,8 +629,7 @@ class SipEndpoint:
         self._record("in", peer, data, msg.first_line(), call_id=call_id, sip_call_id=msg.get("call-id"),
                      decision="response to our request" if ctx else "response matched nothing; dropped")
         if ctx is not None and (msg.status or 0) >= 200:
-            for handle in ctx.timers:
-                handle.cancel()
+            ctx.cancel_timers()
             self.client_txs.pop(branch, None)
 
     def send_bye(self, dialog: Dialog, reason: str = "mock hangs up") -> None:
@@ -670,8 +668,7 @@ class SipEndpoint:
         ctx.timers.append(self.loop.call_later(nxt, self._retransmit_request, ctx, nxt))
 
     def _end_client_tx(self, ctx: ClientTx) -> None:
-        for handle in ctx.timers:
-            handle.cancel()
+        ctx.cancel_timers()
         self.client_txs.pop(ctx.branch, None)
 
     # -- sending ------------------------------------------------------------------------
@@ -732,8 +729,7 @@ class SipEndpoint:
         for dialog in list(self.dialogs.values()):
             dialog.cancel_timers()
         for ctx in list(self.client_txs.values()):
-            for handle in ctx.timers:
-                handle.cancel()
+            ctx.cancel_timers()
         if self._sweeper is not None:
             self._sweeper.cancel()
         # If the writer is gone or stuck, stopping must still finish.
