@@ -47,10 +47,6 @@ def call_template() -> dict[str, Any]:
     return {name: copy.deepcopy(spec.get("default")) for name, spec in props.items()}
 
 
-def call_fields() -> list[str]:
-    return list(load("call.schema.json")["properties"])
-
-
 def _retrieve(uri: str) -> dict[str, Any]:
     if not uri.startswith(BASE_URI):
         raise ValueError(f"unknown schema reference {uri!r}")

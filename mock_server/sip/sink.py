@@ -28,6 +28,9 @@ class WriterGone(RuntimeError):
 
 
 class Sink(Protocol):
+    def send(self, batch: Batch) -> None:
+        """Queue a batch, fire and forget (the hot path)."""
+
     def submit(self, batch: Batch | None) -> concurrent.futures.Future[None]:
         """Queue a batch (None: nothing new); the future is done once it and all before it are stored."""
 
@@ -40,6 +43,9 @@ class ThreadSink:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sip-journal")
+
+    def send(self, batch: Batch) -> None:
+        self._pool.submit(self.store.apply, *batch)
 
     def submit(self, batch: Batch | None) -> concurrent.futures.Future[None]:
         if batch is None:
@@ -150,7 +156,7 @@ class ProcessSink:
         self._acks.close()
 
 
-def make_sink(store: Store, *, process: bool) -> ThreadSink | ProcessSink:
+def make_sink(store: Store, *, process: bool) -> Sink:
     if process and not store.in_memory and os.environ.get("SYNTHFLOW_MOCK_SIP_WRITER", "process") == "process":
         return ProcessSink(store)
     return ThreadSink(store)

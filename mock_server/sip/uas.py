@@ -42,7 +42,7 @@ from mock_server.sip.message import (
     serialize,
     tag_of,
 )
-from mock_server.sip.sink import ProcessSink, ThreadSink
+from mock_server.sip.sink import Sink, ThreadSink
 
 SERVER = f"synthflow-mock/{__version__}"
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
@@ -135,7 +135,7 @@ class SipEndpoint:
     """A fake Synthflow SIP trunk over a shared :class:`Store`."""
 
     def __init__(self, store: Store, config: MockConfig, loop: asyncio.AbstractEventLoop | None = None, *,
-                 sink: ThreadSink | ProcessSink | None = None) -> None:
+                 sink: Sink | None = None) -> None:
         self.store = store
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
@@ -156,7 +156,7 @@ class SipEndpoint:
         self._expiries: deque[tuple[float, Callable[[Any], None], Any]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self.flush_interval = config.sip_flush_ms / 1000
-        self._sink = sink or ThreadSink(store)
+        self._sink: Sink = sink or ThreadSink(store)
 
     # -- expiry of transactions and caches -----------------------------------------------
     def _expire(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
@@ -227,10 +227,7 @@ class SipEndpoint:
     def _flush_in_background(self) -> None:
         batch = self._take()
         if batch is not None:
-            if isinstance(self._sink, ProcessSink):
-                self._sink.send(batch)
-            else:
-                self._sink.submit(batch)
+            self._sink.send(batch)
 
     def flush(self) -> concurrent.futures.Future[None]:
         """Queue everything received so far for writing; the future is done once it is in the store."""
