@@ -64,7 +64,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _sip_codes(pairs: list[str]) -> dict[str, int]:
-    from mock_server.sip.policy import DEFAULT_CODES
+    from mock_server.sip.admission import DEFAULT_CODES
 
     codes = {}
     for pair in pairs:

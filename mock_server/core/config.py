@@ -46,7 +46,7 @@ class MockConfig:
     sip_xei_lenient: bool = False
     """Accept forgivable X-EI mistakes (missing final ';', lowercase prefix) with a warning."""
     sip_codes: dict[str, int] = field(default_factory=dict)
-    """Overrides of the final codes in ``mock_server.sip.policy.DEFAULT_CODES``."""
+    """Overrides of the final codes in ``mock_server.sip.admission.DEFAULT_CODES``."""
     sip_max_message_bytes: int = 65_535
     sip_flush_ms: int = 10
     """SIP journal entries and call state changes are written in batches at most this long after they happen."""

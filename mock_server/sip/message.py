@@ -333,3 +333,24 @@ def serialize(start_line: str, headers: list[tuple[str, str]], body: bytes = b""
     lines.extend(f"{name}: {value}" for name, value in headers)
     lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+_SALVAGE = re.compile(r"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
+_SALVAGE_NAMES = {"v": "via", "f": "from", "t": "to", "i": "call-id"}
+
+
+def salvage_headers(data: bytes) -> dict[str, str | None] | None:
+    """The headers needed to answer a message the parser refused, if a readable Via is among them."""
+    text = data[:8192].decode("utf-8", "replace")
+    found: dict[str, str | None] = {"via": None, "from": None, "to": None, "call-id": None, "cseq": None}
+    for name, value in _SALVAGE.findall(text):
+        key = _SALVAGE_NAMES.get(name.lower(), name.lower())
+        if found.get(key) is None:
+            found[key] = value.strip()
+    if found["via"] is None:
+        return None
+    try:
+        parse_via(found["via"])
+    except SipParseError:
+        return None
+    return found

@@ -1,10 +1,7 @@
 """Sockets for the SIP endpoint: UDP and TCP on the same port, optional TLS (RFC 3261 §18).
 
-Streams are framed by Content-Length, which is required there (§18.3): one read
-may hold several messages or part of one. Leading CRLFs are skipped and a
-double-CRLF keep-alive ping gets a CRLF pong (RFC 5626 §3.5.1). A header block
-that never ends is cut off at a limit, and a connection that stalls mid-message
-or stays silent is closed after an idle timeout.
+Streams are cut into messages by ``framing.py``; a connection that stalls
+mid-message or stays silent is closed after an idle timeout.
 """
 
 from __future__ import annotations
@@ -15,10 +12,11 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
-from mock_server.sip.message import SipMessage, SipParseError, content_length, find_head_end, parse_head
-from mock_server.sip.uas import Peer, SipEndpoint, _addr
+from mock_server.sip.common import format_addr
+from mock_server.sip.framing import Frame, Ping, StreamFramer
+from mock_server.sip.peer import Peer
+from mock_server.sip.uas import SipEndpoint
 
-MAX_HEAD = 64 * 1024
 UDP_RCVBUF = 4 * 1024 * 1024
 
 
@@ -57,21 +55,20 @@ class UdpProtocol(asyncio.DatagramProtocol):
         try:
             self.endpoint.receive(data, peer)
         except Exception as exc:  # never let one datagram stop the endpoint
-            self.endpoint._record("in", peer, data, "unhandled", call_id=None, sip_call_id=None,
-                                  decision=f"internal error: {exc!r}")
+            self.endpoint.note(peer, data, "unhandled", f"internal error: {exc!r}")
 
     def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable after a send
         pass
 
 
 class StreamProtocol(asyncio.Protocol):
-    """One TCP or TLS connection."""
+    """One TCP or TLS connection: bytes through a :class:`StreamFramer`, messages to the endpoint."""
 
     def __init__(self, endpoint: SipEndpoint, transport_name: str) -> None:
         self.endpoint = endpoint
         self.name = transport_name
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.framer = StreamFramer(endpoint.config.sip_max_message_bytes)
         self.peer: Peer | None = None
         self.idle: asyncio.TimerHandle | None = None
 
@@ -94,14 +91,12 @@ class StreamProtocol(asyncio.Protocol):
         self.idle = self.endpoint.loop.call_later(self.endpoint.config.sip_tcp_idle_s, self._idle_timeout)
 
     def _idle_timeout(self) -> None:
-        what = "in the middle of a message" if self.buffer.strip(b"\r\n") else "silent"
-        self._close(f"idle for {self.endpoint.config.sip_tcp_idle_s:g} s, {what}")
+        what = "in the middle of a message" if self.framer.pending().strip(b"\r\n") else "silent"
+        self._close(f"idle for {self.endpoint.config.sip_tcp_idle_s:g} s, {what}", self.framer.pending()[:512])
 
-    def _close(self, why: str) -> None:
+    def _close(self, why: str, data: bytes = b"") -> None:
         if self.peer is not None:
-            self.endpoint._record("in", self.peer, bytes(self.buffer[:512]), "connection closed", call_id=None,
-                                  sip_call_id=None, decision=f"closed: {why}")
-        self.buffer.clear()
+            self.endpoint.note(self.peer, data, "connection closed", f"closed: {why}")
         if self.transport is not None:
             self.transport.close()
 
@@ -111,54 +106,22 @@ class StreamProtocol(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        assert self.peer is not None
         self._arm_idle()
         try:
-            self._drain()
+            for event in self.framer.feed(data):
+                if self.transport is None:
+                    return
+                if isinstance(event, Frame):
+                    self.endpoint.receive(event.raw, self.peer, parsed=event.message)
+                elif isinstance(event, Ping):
+                    self._send(b"\r\n", self.peer.remote)
+                else:
+                    if event.code:
+                        self.endpoint.reject_unparsed(event.raw, self.peer, event.code, event.reason)
+                    self._close(event.close_reason, b"" if event.code else event.raw)
         except Exception as exc:  # a bad connection must not take the endpoint down
             self._close(f"internal error: {exc!r}")
-
-    def _drain(self) -> None:
-        assert self.peer is not None
-        buf = self.buffer
-        while buf and self.transport is not None:
-            # Skip CRLFs before a start line; answer a CRLFCRLF ping with a CRLF pong.
-            skipped = len(buf) - len(buf.lstrip(b"\r\n"))
-            if skipped:
-                if bytes(buf[:skipped]).count(b"\r\n") >= 2:
-                    self._send(b"\r\n", self.peer.remote)
-                del buf[:skipped]
-                continue
-            end, sep = find_head_end(buf)
-            if end == -1:
-                if len(buf) > MAX_HEAD:
-                    self._close(f"header block over {MAX_HEAD} bytes with no end")
-                return
-            msg = SipMessage()
-            head = bytes(buf[:end])
-            try:
-                parse_head(head, msg)
-                length = content_length(msg)
-                if length is None:
-                    raise SipParseError("Missing Content-Length Header (required over TCP)")
-            except SipParseError as exc:
-                raw = bytes(buf[:end + sep])
-                del buf[:end + sep]
-                self.endpoint._reject_unparsed(raw, self.peer, 400, exc.reason)
-                self._close(f"unframeable message: {exc.reason}")
-                return
-            if length > self.endpoint.config.sip_max_message_bytes:
-                raw = bytes(buf[:end + sep])
-                self.endpoint._reject_unparsed(raw, self.peer, 513, "Message Too Large")
-                self._close("Content-Length over the limit")
-                return
-            total = end + sep + length
-            if len(buf) < total:
-                return  # wait for the rest of the body
-            raw = bytes(buf[:total])
-            msg.body = raw[end + sep:]
-            del buf[:total]
-            self.endpoint.receive(raw, self.peer, parsed=msg)
 
 
 @dataclass
@@ -178,11 +141,11 @@ class SipServer:
     def describe(self) -> str:
         parts = []
         if self.udp is not None:
-            parts.append(f"udp {_addr(self.udp.get_extra_info('sockname')[:2])}")
+            parts.append(f"udp {format_addr(self.udp.get_extra_info('sockname')[:2])}")
         for server in self.servers:
             for sock in server.sockets:
                 kind = "tls" if server in self.tls_servers else "tcp"
-                parts.append(f"{kind} {_addr(sock.getsockname()[:2])}")
+                parts.append(f"{kind} {format_addr(sock.getsockname()[:2])}")
         return ", ".join(parts)
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""What the fake trunk answers to an initial INVITE, and why.
+"""Admission: whether the fake trunk takes an initial INVITE, and if not, which code and why.
 
 The X-EI check uses ``mock_server.xei``; the call it names is looked up in the
 shared store (prepared over HTTP, maybe by another process). The codes are the
@@ -22,7 +22,7 @@ DEFAULT_CODES: dict[str, int] = {
     "bad_xei": 400,          # X-EI present but malformed
     "missing_xei": 400,      # only when --sip-require-xei
 }
-REASONS = {
+PHRASES = {
     "unknown_call": "Call Not Prepared",
     "failed_call": "Call Prepared As Failed",
     "busy": "Busy Here",
@@ -34,11 +34,12 @@ USED = frozenset({"completed", "canceled", "busy", "no-answer"})
 
 
 @dataclass(frozen=True)
-class Decision:
+class Admission:
     accept: bool
     code: int
-    reason: str
-    why: str
+    phrase: str
+    """The status line's reason phrase."""
+    cause: str
     """Machine-readable cause: accepted, direct-dial, unknown_call, bad_xei:<code>, ..."""
     call_id: str | None = None
     warning: str | None = None
@@ -49,43 +50,43 @@ class Decision:
     """The call's SIP plan from prepare time (outcome engine), for accepted INVITEs."""
 
 
-def decide(
+def admit(
     msg: SipMessage,
     call_state: Callable[[str], tuple[str | None, dict[str, Any] | None]],
     *,
     require_xei: bool = False,
     lenient: bool = False,
     codes: dict[str, int] | None = None,
-) -> Decision:
-    """Decide the final answer to an initial INVITE from its X-EI header and the call's state."""
+) -> Admission:
+    """Admit or refuse an initial INVITE from its X-EI header and the call's state."""
     table = {**DEFAULT_CODES, **(codes or {})}
     values = msg.get_all("x-ei")
     if not values:
         if require_xei:
-            return Decision(False, table["missing_xei"], REASONS["missing_xei"], "missing_xei",
+            return Admission(False, table["missing_xei"], PHRASES["missing_xei"], "missing_xei",
                             warning="the INVITE has no X-EI header; send X-EI: S.<synthflow_call_id>;")
-        return Decision(True, 200, "OK", "direct-dial: no X-EI header")
+        return Admission(True, 200, "OK", "direct-dial: no X-EI header")
     result = xei.parse(values if len(values) > 1 else values[0], strict=not lenient)
     if not result.ok:
         first = result.errors[0]
-        return Decision(False, table["bad_xei"], result.reason(), f"bad_xei:{first.code}",
+        return Admission(False, table["bad_xei"], result.reason(), f"bad_xei:{first.code}",
                         warning=f"{first.code}: {first.message}; hint: {first.hint}")
     call_id = result.call_id
     external = result.get("E")
     if call_id is None:
-        return Decision(True, 200, "OK", "direct-dial: X-EI has no S. token", external_id=external)
+        return Admission(True, 200, "OK", "direct-dial: X-EI has no S. token", external_id=external)
     status, plan = call_state(call_id)
     if status is None:
         return _reject(table, "unknown_call", call_id, f"no call was prepared with synthflow_call_id {call_id}")
     if status == "failed":
-        return Decision(False, table["failed_call"], REASONS["failed_call"], "failed_call", call_id,
+        return Admission(False, table["failed_call"], PHRASES["failed_call"], "failed_call", call_id,
                         f"prepare_inbound answered call_status 'failed' for {call_id}", external, retry_after=30)
     if status in ACTIVE:
         return _reject(table, "busy", call_id, f"call {call_id} already has an active SIP dialog ({status})")
     if status in USED:
         return _reject(table, "used_call", call_id, f"call {call_id} was already used ({status})")
-    return Decision(True, 200, "OK", "accepted", call_id, external_id=external, plan=plan)
+    return Admission(True, 200, "OK", "accepted", call_id, external_id=external, plan=plan)
 
 
-def _reject(table: dict[str, int], why: str, call_id: str, warning: str) -> Decision:
-    return Decision(False, table[why], REASONS[why], why, call_id, warning)
+def _reject(table: dict[str, int], cause: str, call_id: str, warning: str) -> Admission:
+    return Admission(False, table[cause], PHRASES[cause], cause, call_id, warning)

@@ -1,0 +1,46 @@
+"""A state machine as a data table: ``(state, event) -> next state``, nothing else (h11's shape).
+
+The SIP transactions and dialogs subclass :class:`Machine` with their own enums and table.
+An event the table does not list for the current state is a bug in the caller, so it raises.
+States and events are ``IntEnum`` members: they hash in C, which keeps a step at a dict lookup.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import ClassVar, Generic, TypeVar
+
+from mock_server.sip.timers import TimerHandle
+
+S = TypeVar("S", bound=Enum)
+E = TypeVar("E", bound=Enum)
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+class Machine(Generic[S, E]):
+    """State, the table that moves it, and the timers that end with it."""
+
+    TABLE: ClassVar[dict]  # dict[tuple[S, E], S], one per subclass
+    state: S
+
+    def __init__(self, state: S) -> None:
+        self.state = state
+        self.timers: list[TimerHandle] = []
+
+    def advance(self, event: E) -> S:
+        try:
+            self.state = self.TABLE[(self.state, event)]
+        except KeyError:
+            raise InvalidTransition(f"{type(self).__name__}: {event.name} in state {self.state.name}") from None
+        return self.state
+
+    def can(self, event: E) -> bool:
+        return (self.state, event) in self.TABLE
+
+    def cancel_timers(self) -> None:
+        for handle in self.timers:
+            handle.cancel()
+        self.timers.clear()

@@ -1,0 +1,99 @@
+"""The SIP endpoint's journal: every message in and out, and call lifecycle events, in batches.
+
+Rows and events are queued and handed to the sink (a writer thread or process,
+``sink.py``) at most ``flush_ms`` after the first of a batch, so a burst of
+datagrams costs one store transaction. The recorder also keeps this process's
+newest view of each call's status, ahead of the batched write.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from mock_server.core.calls import CallEvent
+from mock_server.core.store import sip_journal_row
+from mock_server.sip.common import format_addr
+from mock_server.sip.peer import Peer
+from mock_server.sip.sink import Sink
+
+STATUS_MEMORY = 200_000
+"""Calls whose newest status this process remembers ahead of the store."""
+
+
+class Recorder:
+    def __init__(self, sink: Sink, schedule: Callable[[float, Callable[[], None]], Any], *, body_limit: int,
+                 flush_interval: float) -> None:
+        self.sink = sink
+        self._schedule = schedule
+        self.body_limit = body_limit
+        self.flush_interval = flush_interval
+        self.call_states: OrderedDict[str, str] = OrderedDict()
+        self._rows: list[tuple[Any, ...]] = []
+        self._events: list[CallEvent] = []
+        self._flush_scheduled = False
+        self._local_text: dict[tuple[str, int], str] = {}
+
+    def message(self, direction: str, peer: Peer, data: bytes, first_line: str, *, call_id: str | None,
+                sip_call_id: str | None, decision: str | None = None, reason: str | None = None,
+                to: tuple[str, int] | None = None) -> None:
+        """Journal one SIP message (or connection event) with what was decided about it."""
+        limit = self.body_limit
+        extra = {"raw_truncated": True, "raw_bytes": len(data)} if len(data) > limit else None
+        local = self._local_text.get(peer.local)
+        if local is None:
+            local = self._local_text[peer.local] = format_addr(peer.local)
+        self._rows.append(sip_journal_row(
+            time.time(), call_id, data[:limit].decode("utf-8", "replace"), direction, peer.transport, local,
+            format_addr(to or peer.remote), first_line, sip_call_id, decision, reason, extra))
+        self._schedule_flush()
+
+    def change(self, call_id: str | None, event: str, status: str | None = None, *,
+               detail: dict[str, Any] | None = None, **fields: Any) -> None:
+        """A step in a call's life: a timeline entry, maybe a new status, maybe call-object fields."""
+        if call_id is None:
+            return
+        if status is not None:
+            states = self.call_states
+            states[call_id] = status
+            states.move_to_end(call_id)
+            while len(states) > STATUS_MEMORY:
+                states.popitem(last=False)
+        self._events.append(CallEvent(call_id, int(time.time() * 1000), event, status, detail, fields or None))
+        self._schedule_flush()
+
+    def status(self, call_id: str) -> str | None:
+        """The newest status this process set for the call, if any."""
+        return self.call_states.get(call_id)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._schedule(self.flush_interval, self._flush_in_background)
+
+    def _take(self) -> tuple[list[tuple[Any, ...]], list[CallEvent]] | None:
+        self._flush_scheduled = False
+        rows, events = self._rows, self._events
+        if not rows and not events:
+            return None
+        self._rows, self._events = [], []
+        return rows, events
+
+    def _flush_in_background(self) -> None:
+        batch = self._take()
+        if batch is not None:
+            self.sink.send(batch)
+
+    def flush(self) -> concurrent.futures.Future[None]:
+        """Queue everything recorded so far; the future is done once it is in the store."""
+        return self.sink.submit(self._take())
+
+    def close(self) -> None:
+        # If the writer is gone or stuck, stopping must still finish.
+        with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
+            self.flush().result(timeout=30)
+        self.sink.close()
