@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from mock_server import cli_lint
-from mock_server.core.config import MockConfig
+from mock_server.core.config import MockConfig, config_from_values
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,7 +28,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="answer an INVITE without X-EI with 400 instead of accepting it as a direct dial")
     p.add_argument("--sip-xei-lenient", action="store_true",
                    help="accept a missing final ';', a lowercase prefix or spaces between tokens (warning only)")
-    p.add_argument("--sip-code", action="append", default=[], metavar="CASE=CODE",
+    p.add_argument("--sip-code", dest="sip_codes", action="append", default=[], metavar="CASE=CODE",
                    help="override a SIP answer, e.g. unknown_call=480 (cases: "
                         "unknown_call, failed_call, busy, used_call, bad_xei, missing_xei)")
     p.add_argument("--workers", type=int, default=1,
@@ -37,11 +37,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--http-threads", type=int, default=1,
                    help="Python threads per HTTP worker (default 1, fastest); raise it when slow or timeout "
                         "outcomes must not hold up other requests")
-    p.add_argument("--token", action="append", default=[],
+    p.add_argument("--token", dest="tokens", action="append", default=[],
                    help="accepted API token (repeatable); with none, any non-empty bearer token is accepted")
     p.add_argument("--admin-token", default=os.environ.get("SYNTHFLOW_MOCK_ADMIN_TOKEN"),
                    help="token for /_mock/* (header X-Mock-Admin-Token); required beyond loopback")
-    p.add_argument("--outcome", choices=["registered", "failed"], default="registered",
+    p.add_argument("--outcome", dest="default_outcome", choices=["registered", "failed"], default="registered",
                    help="default prepare_inbound outcome (per request: 'Prefer: outcome=failed')")
     p.add_argument("--failed-status", type=int, choices=[200, 503], default=200,
                    help="HTTP status of the failed (outage) answer (default 200)")
@@ -59,7 +59,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="time from 180 to 200 OK, same forms as --latency")
     p.add_argument("--journal-limit", type=int, default=10_000)
     p.add_argument("--calls-limit", type=int, default=100_000)
-    p.add_argument("--store", default=":memory:",
+    p.add_argument("--store", dest="store_path", default=":memory:",
                    help="SQLite file for shared state (default: a temporary file removed on exit)")
 
 
@@ -119,30 +119,14 @@ def _policy(args: argparse.Namespace) -> dict[str, object] | None:
 
 
 def _config_from(args: argparse.Namespace) -> MockConfig:
-    return MockConfig(
-        policy=_policy(args),
-        tokens=tuple(args.token),
-        admin_token=args.admin_token,
-        allow_extra_fields=args.allow_extra_fields,
-        max_body_bytes=args.max_body_bytes,
-        failed_status=args.failed_status,
-        default_outcome=args.outcome,
-        seed=args.seed,
-        journal_limit=args.journal_limit,
-        calls_limit=args.calls_limit,
-        store_path=args.store,
-        sip_host=args.sip_host or args.host,
-        sip_port=args.sip_port,
-        sip_tls_port=args.sip_tls_port,
-        sip_tls_cert=args.sip_tls_cert,
-        sip_tls_key=args.sip_tls_key,
-        sip_t1_ms=args.sip_t1_ms,
-        sip_ring_ms=args.sip_ring_ms,
-        sip_answer_ms=args.sip_answer_ms,
-        sip_require_xei=args.sip_require_xei,
-        sip_xei_lenient=args.sip_xei_lenient,
-        sip_codes=_sip_codes(args.sip_code),
-    )
+    """Every ``serve`` flag whose destination is a :class:`MockConfig` field, plus the few that need parsing."""
+    values = vars(args) | {
+        "policy": _policy(args),
+        "tokens": tuple(args.tokens),
+        "sip_host": args.sip_host or args.host,
+        "sip_codes": _sip_codes(args.sip_codes),
+    }
+    return config_from_values(values)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     uri = xsub.add_parser("uri", help="build the <Sip> URI for a call id")
     uri.add_argument("number")
     uri.add_argument("call_id")
-    uri.add_argument("--host", default="sip.synthflow.ai")
+    uri.add_argument("--host", default=lint.SYNTHFLOW_HOSTS[0])
     uri.add_argument("--port", type=int, default=32681)
     uri.add_argument("--external-id", default=None)
 

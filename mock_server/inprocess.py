@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 import requests
 import responses
 
-from mock_server.core.backend import Backend, Request
+from mock_server.core.backend import Backend
 from mock_server.core.config import MockConfig
+from mock_server.core.exchange import Request
 
 SYNTHFLOW_HOSTS = re.compile(r"https?://api(?:\.us|\.eu)?\.synthflow\.ai(?::\d+)?/.*")
 F = TypeVar("F", bound=Callable[..., Any])

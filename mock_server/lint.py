@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from mock_server import xei
 from mock_server.xei import Diagnostic
 
-SYNTHFLOW_HOSTS = ("sip.synthflow.ai", "sip.us.synthflow.ai", "sip.eu.synthflow.ai")
+SYNTHFLOW_HOSTS = xei.SYNTHFLOW_SIP_HOSTS
 PORTS = {"udp": 32681, "tcp": 32681, "tls": 32682}
 ALLOWED_NON_X_HEADERS = {"user-to-user", "remote-party-id", "p-preferred-identity", "p-called-party-id"}
 MAX_URI = 255

@@ -18,8 +18,7 @@ import sys
 import tempfile
 from dataclasses import replace
 
-from mock_server.core.config import MockConfig, to_json
-from mock_server.http.wsgi import CONFIG_ENV
+from mock_server.core.config import CONFIG_ENV, MockConfig, to_json
 from mock_server.supervisor import ChildSpec, Supervisor
 
 

@@ -24,8 +24,6 @@ import requests
 from mock_server import lint, xei
 from mock_server.sip.client import SipCaller
 
-TWILIO_HOSTS = ("sip.synthflow.ai", "sip.us.synthflow.ai", "sip.eu.synthflow.ai")
-
 
 @dataclass
 class Check:
@@ -117,7 +115,7 @@ def simulate_call(
                "the webhook answered without calling POST /v2/prepare_inbound on the mock (prepare skipped?)")
 
     # 3. TwiML and its <Sip>
-    diagnostics = lint.lint_twiml(resp.text, lint.Target(hosts=(*TWILIO_HOSTS, sip_target[0], "localhost")))
+    diagnostics = lint.lint_twiml(resp.text, lint.Target(hosts=(*lint.SYNTHFLOW_HOSTS, sip_target[0], "localhost")))
     errors = [f"{d.code}: {d.message} (hint: {d.hint})" for d in diagnostics if d.severity == "error"]
     warnings = [f"{d.code}: {d.message} (hint: {d.hint})" for d in diagnostics if d.severity == "warning"]
     uri = _sip_uri(resp.text)

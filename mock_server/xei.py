@@ -22,6 +22,9 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+SYNTHFLOW_SIP_HOSTS = ("sip.synthflow.ai", "sip.us.synthflow.ai", "sip.eu.synthflow.ai")
+"""Synthflow's SIP termination hosts (the global one first)."""
+
 PREFIXES: dict[str, str] = {"S": "Synthflow call id", "E": "external id", "O": "diversion"}
 HEADER = "X-EI"
 LWS = " \t\r\n"
@@ -312,7 +315,7 @@ def decode_hvalue(value: str) -> str:
 
 def build_sip_uri(
     number: str,
-    host: str = "sip.synthflow.ai",
+    host: str = SYNTHFLOW_SIP_HOSTS[0],
     port: int | None = 32681,
     *,
     xei: str | None = None,

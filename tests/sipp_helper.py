@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import free_udp_tcp_port
+from mock_server.testing import free_udp_tcp_port
 
 SCENARIOS = Path(__file__).parent / "sipp"
 

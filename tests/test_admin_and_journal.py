@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import AUTH, VALID_BODY
 from tests.contract import assert_error, assert_matches
+from tests.data import AUTH, VALID_BODY
 
 
 def prepare(client, headers=None):

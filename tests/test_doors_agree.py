@@ -9,7 +9,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mock_server.inprocess import synthflow_mock
+from mock_server import synthflow_mock
 
 pytestmark = pytest.mark.live
 E164 = st.from_regex(r"\+[1-9][0-9]{1,14}", fullmatch=True)

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import AUTH, VALID_BODY
 from tests.contract import assert_error, assert_matches
+from tests.data import AUTH, VALID_BODY
 
 
 def prepare(client, body=None, headers=None, **kw):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from mock_server.core.config import MockConfig
-from mock_server.inprocess import synthflow_mock
-from tests.conftest import AUTH, VALID_BODY
+from mock_server import MockConfig, synthflow_mock
 from tests.contract import assert_matches
+from tests.data import AUTH, VALID_BODY
 
 API = "https://api.synthflow.ai/v2"
 

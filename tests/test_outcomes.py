@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mock_server import MockConfig
 from mock_server.core import outcomes
-from mock_server.core.backend import Backend, Request
-from mock_server.core.config import MockConfig
-from tests.conftest import AUTH, VALID_BODY
+from mock_server.core.backend import Backend
+from mock_server.core.exchange import Request
 from tests.contract import assert_error, assert_matches
+from tests.data import AUTH, VALID_BODY
 
 
 def prepare(client, body=None, headers=None):

@@ -8,11 +8,11 @@ import time
 import pytest
 import requests
 
-from mock_server.core.backend import Request
+from mock_server.core.exchange import Request
 from mock_server.sip.message import parse_datagram
-from tests.conftest import AUTH, VALID_BODY
+from mock_server.testing import start_server
 from tests.contract import assert_matches
-from tests.live import start_server
+from tests.data import AUTH, VALID_BODY
 from tests.sip_client import SDP, UdpClient, request
 from tests.trunk import Trunk, prepare_call
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from mock_server import MockConfig
 from mock_server.core import contracts
 from mock_server.core.backend import Backend
-from mock_server.core.config import MockConfig
 from mock_server.http import create_app
 
 app = create_app(backend=Backend(MockConfig(tokens=("schemathesis",), journal_limit=2000, calls_limit=2000)))

@@ -9,9 +9,9 @@ import time
 import pytest
 import requests
 
-from tests.conftest import AUTH, VALID_BODY
+from mock_server.testing import start_server
 from tests.contract import assert_matches
-from tests.live import start_server
+from tests.data import AUTH, VALID_BODY
 
 pytestmark = pytest.mark.live
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from mock_server.core.backend import Request
+from mock_server.core.exchange import Request
 from mock_server.sip.message import parse_datagram, parse_via, tag_of
 from tests.sip_client import SDP, UdpClient, request
 from tests.trunk import Trunk

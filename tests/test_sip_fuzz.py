@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mock_server import MockConfig
 from mock_server.core.backend import Backend
-from mock_server.core.config import MockConfig
 from mock_server.sip.message import SipParseError, parse_datagram, parse_via
 from mock_server.sip.runner import SipThread
 from tests.sip_client import UdpClient, request

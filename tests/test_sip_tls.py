@@ -9,11 +9,12 @@ import ssl
 import pytest
 import trustme
 
-from mock_server.core.backend import Backend, Request
-from mock_server.core.config import MockConfig
+from mock_server import MockConfig
+from mock_server.core.backend import Backend
+from mock_server.core.exchange import Request
 from mock_server.sip.runner import SipThread
-from tests.conftest import VALID_BODY
-from tests.live import free_port
+from mock_server.testing import free_port
+from tests.data import VALID_BODY
 from tests.sip_client import SDP, request
 from tests.test_sip_endpoint import read_messages
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from mock_server.core.backend import Backend, Request
-from mock_server.core.config import MockConfig
+from mock_server import MockConfig
+from mock_server.core.backend import Backend
+from mock_server.core.exchange import Request
 from mock_server.sip.runner import SipThread
-from tests.conftest import VALID_BODY
+from tests.data import VALID_BODY
 
 
 def prepare_call(backend: Backend, prefer: str = "outcome=registered") -> str:

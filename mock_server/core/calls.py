@@ -13,6 +13,8 @@ from typing import Any
 from mock_server.core import contracts
 
 JsonDict = dict[str, Any]
+FAILED_MESSAGE = "Synthflow service outage (simulated by synthflow-mock): the call could not be registered."
+"""The ``error_message`` of a call prepared with the failed (outage) outcome."""
 
 
 class IdSource:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,17 +57,28 @@ class MockConfig:
     """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
 
 
+CONFIG_ENV = "SYNTHFLOW_MOCK_CONFIG"
+"""The environment variable through which ``serve`` hands its configuration to child processes."""
+
+
 def to_json(config: MockConfig) -> str:
     """Serialise for handing to worker processes (environment variable)."""
-    import dataclasses
-    import json
-
     return json.dumps(dataclasses.asdict(config))
 
 
 def from_json(text: str) -> MockConfig:
-    import json
-
     data = json.loads(text)
     data["tokens"] = tuple(data.get("tokens", ()))
     return MockConfig(**data)
+
+
+def config_from_env() -> MockConfig:
+    """The configuration a child process was started with, or the defaults."""
+    raw = os.environ.get(CONFIG_ENV)
+    return from_json(raw) if raw else MockConfig()
+
+
+def config_from_values(values: dict[str, Any]) -> MockConfig:
+    """A config from any mapping whose keys are field names (parsed arguments, say); other keys are ignored."""
+    names = {f.name for f in dataclasses.fields(MockConfig)}
+    return MockConfig(**{k: v for k, v in values.items() if k in names})

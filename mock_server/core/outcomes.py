@@ -10,17 +10,18 @@ Sources, highest first (README, "Outcomes and faults"):
 
 The HTTP outcome and the SIP plan are chosen independently down the same list,
 so a header can script "prepare succeeds, INVITE is declined". Every decision
-carries its source, and the journal records it.
+carries its source, and the journal records it. :func:`decide` walks the list;
+it takes plain values and two store operations, not a request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mock_server.core.config import MockConfig
 from mock_server.core.errors import ApiError
 
 HTTP_OUTCOMES: dict[str, str] = {
@@ -45,6 +46,18 @@ SIP_PLANS: dict[str, str] = {
     "ring_forever": "rings until the caller CANCELs (then 487)",
     "hangup": "answers, then the mock sends BYE after hangup-after-ms (default 2000)",
 }
+ERROR_OUTCOMES: dict[str, tuple[int, str, str, int]] = {
+    # outcome: (status, category, description, default Retry-After seconds or 0)
+    "unauthorized": (401, "unauthorized", "The API key was refused", 0),
+    "invalid": (422, "validation_error", "The request was refused as invalid", 0),
+    "rate_limited": (429, "rate_limited",
+                     "429: Rate limit exceeded. Your rate limit per minute is 60. Contact Sales to increase the rate "
+                     "limit.", 30),
+    "server_error": (500, "internal_error", "Internal server error", 0),
+    "unavailable": (503, "service_unavailable", "Service unavailable", 30),
+}
+MATCH_FIELDS = ("path", "from_number", "to_number", "model_id", "workspace_id")
+"""What a queued scenario may match on."""
 SIP_REJECT_CODES = {"busy": (486, "Busy Here"), "unavailable": (480, "Temporarily Unavailable"),
                     "overloaded": (503, "Service Unavailable"), "decline": (603, "Decline")}
 
@@ -71,22 +84,36 @@ MAGIC_NUMBERS: dict[str, dict[str, Any]] = {
 _PARAMS = {"delay-ms", "hold-s", "retry-after", "sip-ring-ms", "sip-answer-ms", "no-answer-ms", "hangup-after-ms"}
 
 
+SERVER_DEFAULT = "server-default"
+"""The source named in the journal when no source decided."""
+
+
 @dataclass
 class Decision:
-    """The HTTP outcome of one request, the SIP plan of its call, and where each came from."""
+    """The HTTP outcome of one request, the SIP plan of its call, and where each came from.
 
-    outcome: str = "registered"
-    reason: str = "server-default"
-    sip: str = "answer"
-    sip_reason: str = "server-default"
+    ``None`` means not decided yet: each source fills only what is still ``None``.
+    """
+
+    outcome: str | None = None
+    reason: str | None = None
+    sip: str | None = None
+    sip_reason: str | None = None
     params: dict[str, float] = field(default_factory=dict)
     delay_ms: float = 0.0
     """Latency added before answering (from delay-ms, the slow outcome, or a latency distribution)."""
 
-    def plan(self) -> dict[str, Any]:
-        """The per-call SIP plan stored with the call for the SIP endpoint."""
+    def journal_reason(self) -> str:
+        """Why, as the journal says it: the HTTP outcome's source, and the SIP plan's when one was chosen."""
+        http = self.reason or SERVER_DEFAULT
+        return http if self.sip_reason is None else f"{http}; sip={self.sip or 'answer'} ({self.sip_reason})"
+
+    def plan(self) -> dict[str, Any] | None:
+        """The per-call SIP plan stored with the call for the SIP endpoint; None for the server's default."""
+        if self.sip_reason is None and not self.params:
+            return None
         keep = {k: v for k, v in self.params.items() if k.startswith(("sip-", "no-answer", "hangup"))}
-        return {"plan": self.sip, "reason": self.sip_reason, **keep}
+        return {"plan": self.sip or "answer", "reason": self.sip_reason or SERVER_DEFAULT, **keep}
 
 
 def parse_prefer(value: str) -> dict[str, str]:
@@ -122,10 +149,10 @@ def _params(source: dict[str, Any], field_name: str) -> dict[str, float]:
 
 def from_spec(spec: dict[str, Any], reason: str, field_name: str, decision: Decision) -> None:
     """Fill the parts of ``decision`` that ``spec`` names and that are still at their defaults."""
-    if "outcome" in spec and decision.reason == "server-default":
+    if "outcome" in spec and decision.reason is None:
         _check("outcome", str(spec["outcome"]), field_name)
         decision.outcome, decision.reason = str(spec["outcome"]), reason
-    if "sip" in spec and decision.sip_reason == "server-default":
+    if "sip" in spec and decision.sip_reason is None:
         _check("sip", str(spec["sip"]), field_name)
         decision.sip, decision.sip_reason = str(spec["sip"]), reason
     for key, value in _params(spec, field_name).items():
@@ -195,5 +222,59 @@ def validate_policy(policy: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def server_default(config: MockConfig) -> Decision:
-    return Decision(outcome=config.default_outcome)
+# --- the precedence walk ------------------------------------------------------------------
+
+ScenarioTaker = Callable[[Callable[[dict[str, Any], dict[str, Any]], bool]], "tuple[int, dict[str, Any]] | None"]
+
+
+def decide(*, default_outcome: str, prefer: str | None, fields: dict[str, Any], scenarios_live: bool,
+           take_scenario: ScenarioTaker, policy: dict[str, Any] | None, next_draw: Callable[[], int]) -> Decision:
+    """Walk the sources in precedence order for one request.
+
+    ``fields`` are the request's match fields (:data:`MATCH_FIELDS`). ``take_scenario`` consumes one use of
+    the oldest live scenario its predicate accepts (a store operation, so workers never share a use);
+    ``next_draw`` numbers the seeded draws across workers.
+    """
+    decision = Decision()
+    if prefer:
+        from_spec(parse_prefer(prefer), "header:Prefer", "Prefer", decision)
+        if "delay-ms" in decision.params and decision.outcome != "slow":
+            decision.delay_ms = decision.params["delay-ms"]
+    if scenarios_live:
+        # A scenario is used (and so consumed) only when it decides something a higher source has not.
+        def applies(match: dict[str, Any], spec: dict[str, Any]) -> bool:
+            useful = ("outcome" in spec and decision.reason is None) or ("sip" in spec and decision.sip_reason is None)
+            return useful and all(fields.get(k) == v for k, v in match.items())
+
+        taken = take_scenario(applies)
+        if taken is not None:
+            sid, spec = taken
+            from_spec(spec, f"scenario:{sid}", "scenario", decision)
+    caller = fields.get("from_number")
+    magic = MAGIC_NUMBERS.get(caller) if isinstance(caller, str) else None
+    if magic:
+        from_spec(magic, f"magic-number:{caller}", "from_number", decision)
+    if policy:
+        draw(policy, next_draw(), decision)
+    if decision.outcome is None:
+        decision.outcome = default_outcome
+    return decision
+
+
+def draw(policy: dict[str, Any], n: int, decision: Decision) -> None:
+    """Draw number ``n`` of the seeded policy: the same seed gives the same sequence in any worker."""
+    seed = policy["seed"]
+    where = f"seeded:{seed}#{n}"
+    http, sip = policy.get("http") or {}, policy.get("sip") or {}
+    picked = pick(http.get("rates") or {}, unit(seed, "http", n))
+    if picked and decision.reason is None:
+        decision.outcome, decision.reason = picked, where
+    picked_sip = pick(sip.get("rates") or {}, unit(seed, "sip", n))
+    if picked_sip and decision.sip_reason is None:
+        decision.sip, decision.sip_reason = picked_sip, where
+    if http.get("latency") and not decision.delay_ms:
+        decision.delay_ms = latency_ms(http["latency"], unit(seed, "http-latency", n))
+    if sip.get("latency") and "sip-answer-ms" not in decision.params:
+        decision.params["sip-answer-ms"] = round(latency_ms(sip["latency"], unit(seed, "sip-latency", n)), 3)
+        if decision.sip_reason is None:
+            decision.sip_reason = where

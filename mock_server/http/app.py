@@ -1,6 +1,6 @@
 """Flask app factory. Views only translate; the core decides.
 
-Routes come from the core's route table (``mock_server.core.backend.ROUTES``),
+Routes come from the core's route table (``mock_server.core.routes.ROUTES``),
 so the Flask app and the in-process door route identically.
 """
 
@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterator
 from flask import Flask, Response, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from mock_server.core import backend as core
+from mock_server.core import exchange
+from mock_server.core.backend import Backend
 from mock_server.core.config import MockConfig
+from mock_server.core.routes import ROUTES, Route
 
 
-def _core_request(body_limit: int) -> core.Request:
+def _core_request(body_limit: int) -> exchange.Request:
     """Translate the current Flask request. Reads the WSGI environ directly: this is the hot path,
     and each attribute of Flask's request proxy costs a context lookup."""
     req = request._get_current_object()  # type: ignore[attr-defined]
@@ -29,7 +31,7 @@ def _core_request(body_limit: int) -> core.Request:
     # Read one byte past the limit: enough for the core to answer 413, never an unbounded read.
     body = req.stream.read(body_limit + 1)
     query = req.args.to_dict() if environ.get("QUERY_STRING") else {}
-    return core.Request(req.method, req.path, headers, body, query, req.remote_addr)
+    return exchange.Request(req.method, req.path, headers, body, query, req.remote_addr)
 
 
 def _dropped_connection() -> Iterator[bytes]:
@@ -39,7 +41,7 @@ def _dropped_connection() -> Iterator[bytes]:
     yield b""  # pragma: no cover - makes this a generator
 
 
-def _to_flask(resp: core.Response) -> Response:
+def _to_flask(resp: exchange.Response) -> Response:
     if resp.delay_s:
         time.sleep(resp.delay_s)
     if resp.drop:
@@ -47,25 +49,26 @@ def _to_flask(resp: core.Response) -> Response:
     return Response(resp.body_bytes(), status=resp.status, headers=resp.headers, mimetype="application/json")
 
 
-def _view(backend: core.Backend, endpoint: str) -> Callable[..., Response]:
+def _view(backend: Backend, route: Route) -> Callable[..., Response]:
     limit = backend.config.max_body_bytes
-    def view(**args: str) -> Response:
-        return _to_flask(backend.dispatch(endpoint, _core_request(limit), args))
 
-    view.__name__ = endpoint
+    def view(**args: str) -> Response:
+        return _to_flask(backend.dispatch(route, _core_request(limit), args))
+
+    view.__name__ = route.endpoint
     return view
 
 
-def create_app(config: MockConfig | None = None, backend: core.Backend | None = None) -> Flask:
+def create_app(config: MockConfig | None = None, backend: Backend | None = None) -> Flask:
     """Build the mock's WSGI app over ``backend`` (or a new one from ``config``)."""
-    backend = backend or core.Backend(config)
+    backend = backend or Backend(config)
     app = Flask("mock_server")
     # The mock answers every byte itself: no size cut-off before the core's own 413.
     app.config["MAX_CONTENT_LENGTH"] = None
     app.extensions["synthflow_mock"] = backend
-    for rule, methods, endpoint in core.ROUTES:
-        app.add_url_rule(rule, endpoint=endpoint, view_func=_view(backend, endpoint), methods=list(methods),
-                         provide_automatic_options=False)
+    for route in ROUTES:
+        app.add_url_rule(route.rule, endpoint=route.endpoint, view_func=_view(backend, route),
+                         methods=list(route.methods), provide_automatic_options=False)
 
     @app.errorhandler(NotFound)
     def not_found(_exc: NotFound) -> Response:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import threading
 
-from mock_server.core.config import MockConfig, from_json
+from mock_server.core.config import MockConfig, config_from_env
 from mock_server.core.store import Store
 from mock_server.sip.sink import make_sink
 from mock_server.sip.transport import SipServer, start_sip_server
 from mock_server.sip.uas import SipEndpoint
-
-CONFIG_ENV = "SYNTHFLOW_MOCK_CONFIG"
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -101,7 +98,7 @@ def main() -> None:
     sys.setswitchinterval(0.0005)
     loop = new_event_loop()
     try:
-        loop.run_until_complete(_serve_forever(from_json(os.environ[CONFIG_ENV])))
+        loop.run_until_complete(_serve_forever(config_from_env()))
     finally:
         loop.close()
 

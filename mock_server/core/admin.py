@@ -1,0 +1,124 @@
+"""Handlers for the mock's own admin API under ``/_mock/``: health, calls, journal, scenarios, policy, verify."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from mock_server import __version__
+from mock_server.core import calls, checks, outcomes, verify
+from mock_server.core.errors import ApiError
+from mock_server.core.exchange import Request, Response, Result
+
+if TYPE_CHECKING:
+    from mock_server.core.backend import Backend
+
+JOURNAL_KINDS = ("http", "sip", "admin")
+
+
+def health(backend: Backend, request: Request) -> Result:
+    body = {"status": "ok", "version": __version__, "uptime_s": round(time.time() - backend.started, 3),
+            "store": backend.store.counters()}
+    return Result(Response(200, body))
+
+
+def list_calls(backend: Backend, request: Request) -> Result:
+    limit = checks.int_arg(request, "limit", 100, 1, 10_000)
+    offset = checks.int_arg(request, "offset", 0, 0, 10**9)
+    found, total = backend.store.list_calls(status=request.query.get("status"), limit=limit, offset=offset)
+    evicted = backend.store.counters()["calls_evicted"]
+    return Result(Response(200, {"calls": found, "total": total, "evicted": evicted}))
+
+
+def sip_ladder(backend: Backend, request: Request, call_id: str) -> Result:
+    """One call's SIP messages in order: the ladder Synthflow's console draws."""
+    entries = backend.store.journal(call_id=call_id, kinds=("sip",), limit=10_000)
+    ladder = [{k: e.get(k) for k in ("seq", "time", "direction", "transport", "local", "remote", "first_line",
+                                     "sip_call_id", "decision", "reason", "raw")} for e in entries]
+    call = backend.store.get_call(call_id)
+    body = {"call_id": call_id, "call_status": call["call_status"] if call else None, "messages": ladder}
+    return Result(Response(200 if call or ladder else 404, body))
+
+
+def journal(backend: Backend, request: Request) -> Result:
+    q = request.query
+    kinds = tuple(k for k in q.get("kind", "http,sip").split(",") if k)
+    if not kinds or set(kinds) - set(JOURNAL_KINDS):
+        raise ApiError(400, "validation_error", "kind must be a comma-separated subset of http,sip,admin",
+                       field="kind")
+    entries = backend.store.journal(
+        call_id=q.get("call_id"), path=q.get("path"), kinds=kinds, since=checks.float_arg(request, "since"),
+        after_seq=checks.int_arg(request, "after", None, 0, 2**62),
+        limit=checks.int_arg(request, "limit", 1000, 1, 100_000),
+    )
+    counters = backend.store.counters()
+    body = {"entries": entries, "size": counters["journal_size"], "limit": backend.store.journal_limit,
+            "evicted": counters["journal_evicted"]}
+    return Result(Response(200, body))
+
+
+def prepare_bulk(backend: Backend, request: Request) -> Result:
+    """Prepare ``count`` calls from one body in one go (load tests pre-register ids this way).
+
+    Body: ``{"count": N, "body": {...prepare_inbound body...}, "outcome": "registered"}``. The
+    inner body is validated against the same contract; each call is journaled as a prepare.
+    """
+    spec = checks.json_body(backend.config, request)
+    if not isinstance(spec, dict) or not isinstance(spec.get("count"), int) or not 1 <= spec["count"] <= 100_000:
+        raise ApiError(422, "validation_error", "count must be an integer from 1 to 100000", field="/count")
+    body = spec.get("body")
+    checks.contract(backend.request_validator, body)
+    outcome = spec.get("outcome", "registered")
+    if outcome not in ("registered", "failed"):
+        raise ApiError(422, "validation_error", "outcome must be registered or failed", field="/outcome")
+    now_ms = int(time.time() * 1000)
+    message = calls.FAILED_MESSAGE if outcome == "failed" else None
+    new_calls = [calls.new_call(body, backend.ids.new(), now_ms, error_message=message) for _ in range(spec["count"])]
+    backend.store.add_calls(new_calls, {"time": time.time(), "kind": "admin", "path": "/_mock/prepare_bulk",
+                                        "method": "POST", "outcome": outcome, "reason": "bulk",
+                                        "status": 200, "count": len(new_calls)})
+    return Result(Response(200, {"call_ids": [c["synthflow_call_id"] for c in new_calls]}))
+
+
+def scenarios(backend: Backend, request: Request) -> Result:
+    """Queue "the next N requests matching M get outcome X" (consumed once each), list or clear them."""
+    store = backend.store
+    if request.method == "GET":
+        return Result(Response(200, {"scenarios": store.scenarios()}))
+    if request.method == "DELETE":
+        store.clear_scenarios()
+        return Result(Response(200, {"cleared": True}))
+    spec = checks.json_body(backend.config, request)
+    if not isinstance(spec, dict):
+        raise ApiError(422, "validation_error", "a scenario is an object", field="/")
+    match = spec.pop("match", {})
+    if not isinstance(match, dict) or set(match) - set(outcomes.MATCH_FIELDS):
+        raise ApiError(422, "validation_error", f"match keys must be among {', '.join(outcomes.MATCH_FIELDS)}",
+                       field="/match")
+    times = spec.pop("times", 1)
+    if not isinstance(times, int) or not 1 <= times <= 1_000_000:
+        raise ApiError(422, "validation_error", "times must be an integer from 1 to 1000000", field="/times")
+    if not {"outcome", "sip"} & spec.keys():
+        raise ApiError(422, "validation_error", "a scenario names an outcome, a sip plan, or both", field="/")
+    outcomes.from_spec(spec, "check", "scenario", outcomes.Decision())  # raises on unknown names
+    scenario_id = store.add_scenario(match, spec, times)
+    return Result(Response(201, {"id": scenario_id, "match": match, "times": times, **spec}))
+
+
+def policy(backend: Backend, request: Request) -> Result:
+    """The seeded global policy: outcome rates and latency distributions (PUT replaces, {} clears)."""
+    if request.method == "PUT":
+        document = checks.json_body(backend.config, request)
+        backend.store.set_policy(outcomes.validate_policy(document) if document else None)
+    return Result(Response(200, {"policy": backend.store.policy()}))
+
+
+def verify_journal(backend: Backend, request: Request) -> Result:
+    """Count journal entries matching a pattern; when none match, say how the nearest ones differ."""
+    pattern = checks.json_body(backend.config, request)
+    return Result(Response(200, verify.run(backend.store, pattern)))
+
+
+def reset(backend: Backend, request: Request) -> Result:
+    backend.store.reset()
+    return Result(Response(200, {"reset": True}))

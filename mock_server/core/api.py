@@ -1,0 +1,55 @@
+"""Handlers for Synthflow's own API: ``POST /v2/prepare_inbound``, ``GET /v2/calls/{id}``, the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+from mock_server.core import calls, checks, contracts, outcomes
+from mock_server.core.errors import ApiError
+from mock_server.core.exchange import Request, Response, Result
+
+if TYPE_CHECKING:
+    from mock_server.core.backend import Backend
+
+
+def prepare_inbound(backend: Backend, request: Request) -> Result:
+    config = backend.config
+    checks.bearer(config, request)
+    body = checks.json_body(config, request)
+    checks.contract(backend.request_validator, body)
+    decision = backend.decide(request, body)
+    reason = decision.journal_reason()
+    outcome = decision.outcome or config.default_outcome
+    if outcome in outcomes.ERROR_OUTCOMES:
+        status, category, text, retry = outcomes.ERROR_OUTCOMES[outcome]
+        raise ApiError(status, category, f"{text} (outcome {outcome!r}, from {decision.reason or 'server-default'})",
+                       headers={"Retry-After": str(int(decision.params.get("retry-after", retry)))}
+                       if retry else {}, outcome=outcome, reason=reason, delay_s=decision.delay_ms / 1000)
+    if outcome in ("timeout", "reset"):
+        hold = decision.params.get("hold-s", 30.0) if outcome == "timeout" else 0.0
+        return Result(Response(0, None, {}, hold + decision.delay_ms / 1000, drop=True), outcome, reason)
+    call_id = backend.ids.new()
+    failed = outcome == "failed"
+    call = calls.new_call(body, call_id, int(time.time() * 1000),
+                          error_message=calls.FAILED_MESSAGE if failed else None)
+    status = config.failed_status if failed else 200
+    encoded = json.dumps(call, separators=(",", ":")).encode()  # once: for the answer and the store
+    delay = decision.delay_ms + (decision.params.get("delay-ms", 2000.0) if outcome == "slow" else 0.0)
+    return Result(Response(status, encoded, delay_s=delay / 1000), outcome, reason, call_id, new_call=call,
+                  plan=decision.plan())
+
+
+def get_call(backend: Backend, request: Request, call_id: str) -> Result:
+    checks.bearer(backend.config, request)
+    call = backend.store.get_call(call_id)
+    if call is None:
+        raise ApiError(404, "not_found", f"No call with id {call_id!r} was prepared on this mock", field="call_id")
+    body = {"status": "ok", "response": {"pagination": {"total_records": 1, "limit": 1, "offset": 0},
+                                         "calls": [call]}}
+    return Result(Response(200, body), call_id=call_id)
+
+
+def openapi(backend: Backend, request: Request) -> Result:
+    return Result(Response(200, contracts.openapi_bundle()))
