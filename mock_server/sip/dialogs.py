@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, auto
 
 from mock_server.sip.machine import Machine
@@ -48,7 +48,4 @@ class Dialog(Machine[DialogState, DialogEvent]):
     ok_response: bytes | None = None
     local_cseq: int = 0
     hangup_after: float | None = None
-    state: DialogState = DialogState.EARLY
-
-    def __post_init__(self) -> None:
-        Machine.__init__(self, self.state)
+    state: DialogState = field(default=DialogState.EARLY, kw_only=True)

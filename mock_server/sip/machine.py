@@ -7,6 +7,7 @@ States and events are ``IntEnum`` members: they hash in C, which keeps a step at
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar, Generic, TypeVar
 
@@ -20,17 +21,19 @@ class InvalidTransition(RuntimeError):
     pass
 
 
+@dataclass(eq=False)
 class Machine(Generic[S, E]):
-    """State, the table that moves it, and the timers that end with it."""
+    """State, the table that moves it, and the timers that end with it.
+
+    Subclasses are dataclasses that set ``TABLE`` and declare ``state`` as a keyword-only field
+    with its initial value.
+    """
 
     TABLE: ClassVar[dict]  # dict[tuple[S, E], S], one per subclass
-    state: S
-
-    def __init__(self, state: S) -> None:
-        self.state = state
-        self.timers: list[TimerHandle] = []
+    timers: list[TimerHandle] = field(default_factory=list, kw_only=True)
 
     def advance(self, event: E) -> S:
+        """Take the step the table gives for ``event``; ``self.state`` is the subclass's field."""
         try:
             self.state = self.TABLE[(self.state, event)]
         except KeyError:

@@ -75,10 +75,7 @@ class InviteTx(Machine[InviteState, InviteEvent]):
     """The Synthflow call id this INVITE names, when it names one."""
     last_response: bytes | None = None
     dialog: Dialog | None = None
-    state: InviteState = InviteState.PROCEEDING
-
-    def __post_init__(self) -> None:
-        Machine.__init__(self, self.state)
+    state: InviteState = field(default=InviteState.PROCEEDING, kw_only=True)
 
 
 class ClientState(IntEnum):
@@ -109,10 +106,7 @@ class ClientTx(Machine[ClientState, ClientEvent]):
     peer: Peer
     to: tuple[str, int]
     call_id: str | None
-    state: ClientState = field(default=ClientState.TRYING)
-
-    def __post_init__(self) -> None:
-        Machine.__init__(self, self.state)
+    state: ClientState = field(default=ClientState.TRYING, kw_only=True)
 
 
 class AnswerCache:
