@@ -32,11 +32,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="override a SIP answer, e.g. unknown_call=480 (cases: "
                         "unknown_call, failed_call, busy, used_call, bad_xei, missing_xei)")
     p.add_argument("--workers", type=int, default=1,
-                   help="HTTP worker processes (default 1: on 2 cores a second worker adds SQLite cross-process "
-                        "cost and no throughput, see bench/RESULTS.md)")
-    p.add_argument("--http-threads", type=int, default=1,
-                   help="Python threads per HTTP worker (default 1, fastest); raise it when slow or timeout "
-                        "outcomes must not hold up other requests")
+                   help="HTTP worker processes sharing the port (default 1: waiting holds no worker, and on 2 cores "
+                        "one worker beside the SIP process measures best; see bench/RESULTS.md)")
+    p.add_argument("--http-header-timeout-s", type=float, default=10.0,
+                   help="a request's headers must arrive within this long, else 408 (default 10)")
+    p.add_argument("--http-body-timeout-s", type=float, default=10.0,
+                   help="a request's body must arrive within this long of its headers, else 408 (default 10)")
+    p.add_argument("--http-idle-timeout-s", type=float, default=75.0,
+                   help="close a keep-alive connection idle this long (default 75)")
     p.add_argument("--token", dest="tokens", action="append", default=[],
                    help="accepted API token (repeatable); with none, any non-empty bearer token is accepted")
     p.add_argument("--admin-token", default=os.environ.get("SYNTHFLOW_MOCK_ADMIN_TOKEN"),
@@ -152,10 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        from mock_server.serve import serve
+        from mock_server.server.serve import serve
 
         return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers,
-                     sip=not args.no_sip, threads=args.http_threads)
+                     sip=not args.no_sip)
     if args.command == "call":
         from mock_server.twilio_sim import simulate_call
 

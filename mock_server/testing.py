@@ -123,7 +123,7 @@ def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
             if requests.get(f"http://127.0.0.1:{http_port}/_mock/health", timeout=0.5).status_code == 200:
                 _remember_tree(proc.pid)
                 return LiveServer(proc, http_port, sip_port, time.monotonic() - t0)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # the port listens before a worker accepts
             pass
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)

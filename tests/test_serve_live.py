@@ -92,7 +92,7 @@ def test_call_prepared_over_http_is_answered_by_the_sip_process(server, tmp_path
 
 
 def test_sigterm_to_every_process_at_once_still_stops_cleanly(server):
-    """Like `pkill -f mock_server`: supervisor, granian, SIP process and its writer all get SIGTERM."""
+    """Like `pkill -f mock_server`: supervisor, HTTP worker(s), SIP process and its writer all get SIGTERM."""
     from mock_server.testing import children
 
     tree, frontier = [], [server.process.pid]
@@ -100,7 +100,7 @@ def test_sigterm_to_every_process_at_once_still_stops_cleanly(server):
         pid = frontier.pop()
         tree.append(pid)
         frontier += children(pid)
-    assert len(tree) >= 4  # supervisor, granian master and worker(s), SIP process (+ its writer)
+    assert len(tree) >= 4  # supervisor, HTTP worker(s), SIP process and its writer
     for pid in tree:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 4  # under the supervisor's 5 s grace: the graceful path must work

@@ -9,6 +9,7 @@ import pytest
 
 from mock_server.core import calls
 from mock_server.core.calls import CallEvent
+from mock_server.core.exchange import Write
 from mock_server.core.store import Store
 from tests.data import VALID_BODY
 
@@ -40,7 +41,7 @@ def test_journal_keeps_the_newest_entries_and_counts_what_it_evicted(store):
 
 def test_calls_keep_the_newest_and_their_events_go_with_them(store):
     for n in range(5):
-        store.add_call(new_call(n), entry(n))
+        store.write([Write(entry(n), new_call(n))])
         store.apply([], [CallEvent(f"call-{n}", 1, "invite", "ringing")])
     assert store.get_call("call-0") is None and store.get_call("call-1") is None
     assert store.get_call("call-4")["call_status"] == "ringing"
@@ -48,8 +49,15 @@ def test_calls_keep_the_newest_and_their_events_go_with_them(store):
     assert store.call_status("call-1") is None
 
 
+def test_a_group_write_stores_every_call_and_entry_and_applies_the_bound_once(store):
+    store.write([Write(entry(n), new_call(n)) for n in range(4)] + [Write(entry(9))])
+    assert [c["synthflow_call_id"] for c in store.list_calls()[0]] == ["call-3", "call-2", "call-1"]
+    assert store.counters()["calls_evicted"] == 1
+    assert [e["path"] for e in store.journal()] == ["/p/0", "/p/1", "/p/2", "/p/3", "/p/9"]
+
+
 def test_status_comes_from_the_newest_event(store):
-    store.add_call(new_call(1), entry(1), plan={"plan": "busy"})
+    store.write([Write(entry(1), new_call(1), plan={"plan": "busy"})])
     store.apply([], [CallEvent("call-1", 1, "invite", "ringing"), CallEvent("call-1", 2, "answered"),
                      CallEvent("call-1", 3, "bye", "completed", fields={"duration": 4})])
     assert store.status_and_plan("call-1") == ("completed", {"plan": "busy"})
@@ -71,7 +79,7 @@ def test_a_scenario_is_consumed_exactly_times_and_only_when_it_matches(store):
 
 def test_reset_forgets_everything_but_the_policy(store):
     store.set_policy({"seed": 1})
-    store.add_call(new_call(1), entry(1))
+    store.write([Write(entry(1), new_call(1))])
     store.add_scenario({}, {"outcome": "failed"}, 1)
     store.reset()
     assert store.counters()["calls"] == 0 and store.scenarios() == [] and store.journal() == []
@@ -87,11 +95,11 @@ def test_draws_are_one_sequence_that_a_new_policy_restarts(store):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_reopens_the_file_and_its_writes_are_seen(tmp_path):
     store = Store(str(tmp_path / "state.sqlite3"))
-    store.add_call(new_call(1), entry(1))
+    store.write([Write(entry(1), new_call(1))])
     pid = os.fork()
     if pid == 0:  # child: the inherited connection is unusable; the store must open its own
         try:
-            store.add_call(new_call(2), entry(2))
+            store.write([Write(entry(2), new_call(2))])
             os._exit(0 if store.get_call("call-1") else 3)
         except BaseException:
             os._exit(4)

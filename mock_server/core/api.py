@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING
 
-from mock_server.core import calls, checks, contracts, outcomes
+from mock_server.core import calls, checks, contracts, jsonio, outcomes
 from mock_server.core.errors import ApiError
 from mock_server.core.exchange import Request, Response, Result
 
@@ -29,13 +28,14 @@ def prepare_inbound(backend: Backend, request: Request) -> Result:
                        if retry else {}, outcome=outcome, reason=reason, delay_s=decision.delay_ms / 1000)
     if outcome in ("timeout", "reset"):
         hold = decision.params.get("hold-s", 30.0) if outcome == "timeout" else 0.0
-        return Result(Response(0, None, {}, hold + decision.delay_ms / 1000, drop=True), outcome, reason)
+        drop = "close" if outcome == "timeout" else "reset"
+        return Result(Response(0, None, {}, hold + decision.delay_ms / 1000, drop=drop), outcome, reason)
     call_id = backend.ids.new()
     failed = outcome == "failed"
     call = calls.new_call(body, call_id, int(time.time() * 1000),
                           error_message=calls.FAILED_MESSAGE if failed else None)
     status = config.failed_status if failed else 200
-    encoded = json.dumps(call, separators=(",", ":")).encode()  # once: for the answer and the store
+    encoded = jsonio.dumps(call)  # once: for the answer and the store
     delay = decision.delay_ms + (decision.params.get("delay-ms", 2000.0) if outcome == "slow" else 0.0)
     return Result(Response(status, encoded, delay_s=delay / 1000), outcome, reason, call_id, new_call=call,
                   plan=decision.plan())

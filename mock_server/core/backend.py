@@ -19,7 +19,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from mock_server.core import calls, checks, contracts, outcomes
 from mock_server.core.config import MockConfig
 from mock_server.core.errors import ApiError
-from mock_server.core.exchange import Request, Response, Result
+from mock_server.core.exchange import Request, Response, Result, Write
 from mock_server.core.journal import http_entry
 from mock_server.core.routes import Route, url_map
 from mock_server.core.store import Store
@@ -78,6 +78,12 @@ class Backend:
                        headers={"Allow": ", ".join(allowed)})
         return self._unrouted(request, err)
 
+    def unreadable(self, request: Request, status: int, why: str, *, phase: str) -> Response:
+        """The answer to a request the front could not read whole (408 after a read timeout, 400 for bad
+        HTTP), journaled with what did arrive."""
+        category = "request_timeout" if status == 408 else "bad_request"
+        return self._unrouted(request, ApiError(status, category, why, field=f"request {phase}"))
+
     def _unrouted(self, request: Request, err: ApiError) -> Response:
         request_id = os.urandom(12).hex()
         result = Result(Response(err.status, err.body(request_id), dict(err.headers)))
@@ -93,10 +99,12 @@ class Backend:
             outcome=result.outcome, reason=result.reason, call_id=result.call_id, error=error,
         )
         entry["kind"] = kind
-        if result.new_call is not None:
-            self.store.add_call(result.new_call, entry, plan=result.plan, call_json=response.body_bytes())
+        call_json = response.body_bytes() if result.new_call is not None else None
+        write = Write(entry, result.new_call, result.plan, call_json)
+        if request.writes is not None:
+            request.writes.append(write)  # the door commits it with others before it answers
         else:
-            self.store.record(entry)
+            self.store.write([write])
         return response
 
     # -- the outcome engine's inputs --------------------------------------------------

@@ -55,6 +55,12 @@ class MockConfig:
     """SIP journal entries and call state changes are written in batches at most this long after they happen."""
     sip_tcp_idle_s: float = 60.0
     """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
+    http_header_timeout_s: float = 10.0
+    """A request's headers must arrive within this long of its first byte, or it gets 408."""
+    http_body_timeout_s: float = 10.0
+    """A request's body must arrive within this long of its headers, or it gets 408."""
+    http_idle_timeout_s: float = 75.0
+    """A keep-alive connection with no request for this long is closed."""
 
 
 CONFIG_ENV = "SYNTHFLOW_MOCK_CONFIG"

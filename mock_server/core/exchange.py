@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from mock_server.core import jsonio
 
 
 @dataclass(slots=True)
@@ -17,6 +18,9 @@ class Request:
     body: bytes = b""
     query: dict[str, str] = field(default_factory=dict)
     remote: str | None = None
+    writes: list[Write] | None = None
+    """When a door collects store writes to commit them in a group (the async front), they go here;
+    when None, the core commits each request's writes before it answers."""
 
 
 @dataclass(slots=True)
@@ -26,13 +30,23 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     """Each door waits this long before answering (slow outcomes, latency policy)."""
-    drop: bool = False
-    """Each door drops the connection instead of answering (timeout and reset outcomes)."""
+    drop: str | None = None
+    """Instead of answering, after ``delay_s``: ``"reset"`` the connection (RST), or ``"close"`` it (FIN)."""
 
     def body_bytes(self) -> bytes:
         if isinstance(self.body, bytes):
             return self.body
-        return json.dumps(self.body, separators=(",", ":")).encode()
+        return jsonio.dumps(self.body)
+
+
+@dataclass(slots=True)
+class Write:
+    """One request's store write: its journal entry, and the call it prepared (if any)."""
+
+    entry: dict[str, Any]
+    call: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
+    call_json: bytes | None = None
 
 
 @dataclass(slots=True)

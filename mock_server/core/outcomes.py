@@ -81,7 +81,20 @@ MAGIC_NUMBERS: dict[str, dict[str, Any]] = {
     "+15550101200": {"sip": "answer", "sip-ring-ms": 3000},
     "+15550101299": {"sip": "hangup"},
 }
-_PARAMS = {"delay-ms", "hold-s", "retry-after", "sip-ring-ms", "sip-answer-ms", "no-answer-ms", "hangup-after-ms"}
+PARAM_MAXIMA: dict[str, float] = {
+    "delay-ms": 60_000,
+    "hold-s": 600,
+    "retry-after": 86_400,
+    "sip-ring-ms": 600_000,
+    "sip-answer-ms": 600_000,
+    "no-answer-ms": 600_000,
+    "hangup-after-ms": 3_600_000,
+}
+"""The largest value each timing parameter takes (README, "Outcomes and faults"): a client must not be
+able to park the mock's resources for longer. A larger value is a 400 naming the bound."""
+LATENCY_MAX_MS = 60_000.0
+"""The largest latency a policy may give (fixed, uniform's max, lognormal's median); draws are capped there."""
+_PARAMS = frozenset(PARAM_MAXIMA)
 
 
 SERVER_DEFAULT = "server-default"
@@ -143,6 +156,10 @@ def _params(source: dict[str, Any], field_name: str) -> dict[str, float]:
             value = math.nan
         if not math.isfinite(value) or value < 0:
             raise ApiError(400, "validation_error", f"{field_name}: {key} must be a number >= 0", field=field_name)
+        if value > PARAM_MAXIMA[key]:
+            raise ApiError(400, "validation_error",
+                           f"{field_name}: {key}={value:g} is over its maximum of {PARAM_MAXIMA[key]:g}",
+                           field=field_name)
         out[key] = value
     return out
 
@@ -183,18 +200,34 @@ def latency_ms(spec: dict[str, Any] | None, u: float) -> float:
         return 0.0
     dist = spec.get("dist", "fixed")
     if dist == "fixed":
-        return float(spec.get("ms", 0))
-    if dist == "uniform":
-        low, high = float(spec.get("min_ms", 0)), float(spec.get("max_ms", 0))
-        return low + (high - low) * u
-    if dist == "lognormal":
+        value = _latency_number(spec, "ms", 0)
+    elif dist == "uniform":
+        low, high = _latency_number(spec, "min_ms", 0), _latency_number(spec, "max_ms", 0)
+        if high < low:
+            raise ApiError(400, "validation_error", "latency: max_ms must be at least min_ms", field="latency")
+        value = low + (high - low) * u
+    elif dist == "lognormal":
         # median * exp(sigma * inverse-normal(u)); u is kept off 0 and 1 so the tails stay finite.
         from statistics import NormalDist
 
+        median, sigma = _latency_number(spec, "median_ms", 0), _latency_number(spec, "sigma", 0.5, maximum=5.0)
         u = min(max(u, 1e-9), 1 - 1e-9)
-        return float(spec.get("median_ms", 0)) * math.exp(float(spec.get("sigma", 0.5)) * NormalDist().inv_cdf(u))
-    raise ApiError(400, "validation_error", f"latency dist {dist!r} is not fixed, uniform or lognormal",
-                   field="latency")
+        value = median * math.exp(sigma * NormalDist().inv_cdf(u))
+    else:
+        raise ApiError(400, "validation_error", f"latency dist {dist!r} is not fixed, uniform or lognormal",
+                       field="latency")
+    return min(value, LATENCY_MAX_MS)
+
+
+def _latency_number(spec: dict[str, Any], key: str, default: float, maximum: float = LATENCY_MAX_MS) -> float:
+    raw = spec.get(key, default)
+    value = float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ApiError(400, "validation_error", f"latency: {key} must be a number >= 0, got {raw!r}", field="latency")
+    if value > maximum:
+        raise ApiError(400, "validation_error", f"latency: {key}={value:g} is over its maximum of {maximum:g}",
+                       field="latency")
+    return value
 
 
 def validate_policy(policy: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ journal rows use columns, not JSON, for the same reason.
 
 The outcome engine keeps its shared state here too, so every worker agrees:
 ``scenarios`` (queued outcomes with uses left), ``settings`` (the seeded policy)
-and ``counters`` (eviction counts, the settings version, the draw sequence).
+and ``counters`` (eviction counts). The settings version and the draw sequence
+are read on every request, so they live in a mapped file (``counters.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mock_server.core import jsonio
 from mock_server.core.calls import CallEvent, apply_events
+from mock_server.core.counters import SharedCounters
+from mock_server.core.exchange import Write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -75,8 +79,7 @@ CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO counters(name, value) VALUES ('journal_evicted', 0), ('calls_evicted', 0),
-    ('settings_version', 0), ('draws_http', 0);
+INSERT OR IGNORE INTO counters(name, value) VALUES ('journal_evicted', 0), ('calls_evicted', 0);
 CREATE TABLE IF NOT EXISTS scenarios (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     match     TEXT NOT NULL,
@@ -121,6 +124,10 @@ class Store:
         self._local = threading.local()
         self._lock_fd: int | None = None
         self._connection()  # create the schema now, so a bad path fails at start-up
+        self.shared = SharedCounters(None if self.in_memory else path + ".counters")
+        self._journal_due = _BoundCheck(journal_limit)
+        self._calls_due = _BoundCheck(calls_limit)
+        self._settings_seen: tuple[int, tuple[int, int]] | None = None
 
     # -- connection -------------------------------------------------------------
     @property
@@ -196,6 +203,7 @@ class Store:
                 os.close(self._lock_fd)
                 self._lock_fd = None
             self._pid = -1
+            self.shared.close()
 
     # -- writes -----------------------------------------------------------------
     @staticmethod
@@ -203,19 +211,18 @@ class Store:
         if isinstance(entry, tuple):  # already a row (sip_journal_row)
             return entry
         return (entry["time"], entry["kind"], entry.get("call_id"), entry.get("path"),
-                json.dumps(entry, default=str), None, None, None, None, None, None, None, None, None, None)
+                jsonio.dumps_text(entry), None, None, None, None, None, None, None, None, None, None)
 
     def _append_journal(self, conn: sqlite3.Connection, entry: JsonDict) -> None:
-        seq = conn.execute(_JOURNAL_INSERT, self._journal_row(entry)).lastrowid  # no extra read for the bound
-        self._evict_journal(conn, seq)
+        self._append_journal_many(conn, [entry])
 
     def _append_journal_many(self, conn: sqlite3.Connection, entries: list[Any]) -> None:
         conn.executemany(_JOURNAL_INSERT, [self._journal_row(e) for e in entries])
-        self._evict_journal(conn)
+        if self._journal_due.add(len(entries)):
+            self._evict_journal(conn)
 
-    def _evict_journal(self, conn: sqlite3.Connection, seq: int | None = None) -> None:
-        if seq is None:
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()[0]
+    def _evict_journal(self, conn: sqlite3.Connection) -> None:
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()[0]
         if seq > self.journal_limit:
             gone = conn.execute("DELETE FROM journal WHERE seq <= ?", (seq - self.journal_limit,)).rowcount
             if gone:
@@ -226,22 +233,6 @@ class Store:
         with self._transaction() as conn:
             self._append_journal_many(conn, list(entries))
 
-    def add_call(self, call: JsonDict, journal_entry: JsonDict, plan: JsonDict | None = None,
-                 *, call_json: str | bytes | None = None) -> None:
-        """Store a new call and its journal entry in one transaction.
-
-        ``call_json`` is the call already encoded (the HTTP answer's bytes), to avoid encoding it twice.
-        """
-        data = call_json.decode() if isinstance(call_json, bytes) else call_json or json.dumps(call)
-        with self._transaction() as conn:
-            cur = conn.execute(
-                "INSERT INTO calls(id, status, data, plan) VALUES (?, ?, ?, ?)",
-                (call["synthflow_call_id"], call["call_status"], data,
-                 json.dumps(plan) if plan is not None else None),
-            )
-            self._evict_calls(conn, cur.lastrowid or 0)
-            self._append_journal(conn, journal_entry)
-
     def _evict_calls(self, conn: sqlite3.Connection, last_seq: int) -> None:
         if last_seq <= self.calls_limit:
             return
@@ -250,6 +241,29 @@ class Store:
         gone = conn.execute("DELETE FROM calls WHERE seq <= ?", (cutoff,)).rowcount
         if gone:
             conn.execute("UPDATE counters SET value = value + ? WHERE name = 'calls_evicted'", (gone,))
+
+    def write(self, writes: list[Write]) -> None:
+        """Store the writes of one or more requests in one transaction (group commit): their calls and
+        journal entries, each bound applied once for the whole group."""
+        self.write_rows(*self.rows_for(writes))
+
+    def rows_for(self, writes: list[Write]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The rows ``writes`` become (all the JSON encoding, none of the SQLite work)."""
+        call_rows = [(w.call["synthflow_call_id"], w.call["call_status"],
+                      w.call_json.decode() if w.call_json is not None else jsonio.dumps_text(w.call),
+                      jsonio.dumps_text(w.plan) if w.plan is not None else None) for w in writes if w.call is not None]
+        return call_rows, [self._journal_row(w.entry) for w in writes]
+
+    def write_rows(self, call_rows: list[tuple[Any, ...]], journal_rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows from :meth:`rows_for` in one transaction. Little Python runs here, so a writer thread
+        calling it holds the GIL only briefly."""
+        with self._transaction() as conn:
+            if call_rows:
+                conn.executemany("INSERT INTO calls(id, status, data, plan) VALUES (?, ?, ?, ?)", call_rows)
+                if self._calls_due.add(len(call_rows)):
+                    self._evict_calls(conn, conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'calls'")
+                                      .fetchone()[0])
+            self._append_journal_many(conn, journal_rows)
 
     def add_calls(self, new_calls: list[JsonDict], journal_entry: JsonDict) -> None:
         """Store many calls and one journal entry in one transaction (bulk pre-registration)."""
@@ -282,22 +296,29 @@ class Store:
             conn.execute("DELETE FROM call_events")
             conn.execute("DELETE FROM journal")
             conn.execute("DELETE FROM scenarios")
-            conn.execute("UPDATE counters SET value = 0 WHERE name != 'settings_version'")
-            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settings_version'")
+            conn.execute("UPDATE counters SET value = 0")
+        self.shared.reset_draws()
+        self.shared.bump_version()
 
     # -- outcome engine state (scenarios, policy, draw counters) ---------------------------
     def settings_state(self) -> tuple[int, int]:
-        """(settings version, scenarios with uses left): one cheap read per request."""
-        row = self._read("SELECT (SELECT value FROM counters WHERE name = 'settings_version'), "
-                         "(SELECT COUNT(*) FROM scenarios WHERE remaining > 0)")[0]
-        return int(row[0]), int(row[1])
+        """(settings version, scenarios with uses left), read from SQLite only when the shared version
+        moved: on the hot path this is a memory load."""
+        version = self.shared.version()
+        seen = self._settings_seen
+        if seen is not None and seen[0] == version:
+            return seen[1]
+        live = self._read("SELECT COUNT(*) FROM scenarios WHERE remaining > 0")[0][0]
+        state = (version, int(live))
+        self._settings_seen = (version, state)
+        return state
 
     def add_scenario(self, match: JsonDict, spec: JsonDict, times: int) -> int:
         with self._transaction() as conn:
             cur = conn.execute("INSERT INTO scenarios(match, spec, times, remaining) VALUES (?, ?, ?, ?)",
                                (json.dumps(match), json.dumps(spec), times, times))
-            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settings_version'")
-            return cur.lastrowid or 0
+        self.shared.bump_version()
+        return cur.lastrowid or 0
 
     def scenarios(self) -> list[JsonDict]:
         rows = self._read("SELECT id, match, spec, times, remaining FROM scenarios ORDER BY id")
@@ -307,7 +328,7 @@ class Store:
     def clear_scenarios(self) -> None:
         with self._transaction() as conn:
             conn.execute("DELETE FROM scenarios")
-            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settings_version'")
+        self.shared.bump_version()
 
     def take_scenario(self, matches: Callable[[JsonDict, JsonDict], bool]) -> tuple[int, JsonDict] | None:
         """Consume one use of the oldest live scenario for which ``matches(match, spec)`` is true.
@@ -315,14 +336,18 @@ class Store:
         The read and the decrement are one transaction under the cross-process write lock, so
         concurrent requests in any worker never share or lose a use.
         """
+        taken = None
         with self._transaction() as conn:
             for sid, match, spec in conn.execute(
                     "SELECT id, match, spec FROM scenarios WHERE remaining > 0 ORDER BY id").fetchall():
                 spec_doc = json.loads(spec)
                 if matches(json.loads(match), spec_doc):
                     conn.execute("UPDATE scenarios SET remaining = remaining - 1 WHERE id = ?", (sid,))
-                    return sid, spec_doc
-        return None
+                    taken = sid, spec_doc
+                    break
+        if taken is not None:
+            self.shared.bump_version()  # the count of live scenarios may have changed
+        return taken
 
     def policy(self) -> JsonDict | None:
         rows = self._read("SELECT value FROM settings WHERE name = 'policy'")
@@ -335,14 +360,12 @@ class Store:
             conn.execute("DELETE FROM settings WHERE name = 'policy'")
             if policy:
                 conn.execute("INSERT INTO settings(name, value) VALUES ('policy', ?)", (json.dumps(policy),))
-            conn.execute("UPDATE counters SET value = 0 WHERE name = 'draws_http'")
-            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settings_version'")
+        self.shared.reset_draws()
+        self.shared.bump_version()
 
     def next_draw(self) -> int:
         """The next number of the seeded draw sequence, shared by every worker process."""
-        with self._transaction() as conn:
-            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'draws_http'")
-            return int(conn.execute("SELECT value FROM counters WHERE name = 'draws_http'").fetchone()[0])
+        return self.shared.next_draw()
 
     # -- reads ------------------------------------------------------------------
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -431,9 +454,31 @@ class Store:
 
     def counters(self) -> dict[str, int]:
         counts = dict(self._read("SELECT name, value FROM counters"))
+        counts["settings_version"] = self.shared.version()
+        counts["draws_http"] = self.shared.draws()
         counts["journal_size"] = self._read("SELECT COUNT(*) FROM journal")[0][0]
         counts["calls"] = self._read("SELECT COUNT(*) FROM calls")[0][0]
         return counts
+
+
+class _BoundCheck:
+    """When to enforce a bound: after a sixteenth of it was written by this process since the last check.
+
+    Checking costs a read (and, once full, a delete) per commit; amortised this way a table may hold
+    up to a sixteenth more rows per writing process before the oldest go. Small bounds (under 32) are
+    checked on every write, so they hold exactly.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.every = max(1, limit // 16) if limit >= 32 else 1
+        self.written = 0
+
+    def add(self, rows: int) -> bool:
+        self.written += rows
+        if self.written >= self.every:
+            self.written = 0
+            return True
+        return False
 
 
 def sip_journal_row(time_s: float, call_id: str | None, raw: str, direction: str, transport: str, local: str,

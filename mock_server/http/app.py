@@ -16,13 +16,18 @@ from mock_server.core import exchange
 from mock_server.core.backend import Backend
 from mock_server.core.config import MockConfig
 from mock_server.core.routes import ROUTES, Route
+from mock_server.http.front import FRONT_KEY
 
 
 def _core_request(body_limit: int) -> exchange.Request:
     """Translate the current Flask request. Reads the WSGI environ directly: this is the hot path,
-    and each attribute of Flask's request proxy costs a context lookup."""
+    and each attribute of Flask's request proxy costs a context lookup.
+
+    Under the async front (``front.py``) the store writes are handed to the front, which commits
+    them in a group before it answers; under any other WSGI server the core commits them itself."""
     req = request._get_current_object()  # type: ignore[attr-defined]
     environ = req.environ
+    front = environ.get(FRONT_KEY)
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key[:5] == "HTTP_"}
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
@@ -31,7 +36,8 @@ def _core_request(body_limit: int) -> exchange.Request:
     # Read one byte past the limit: enough for the core to answer 413, never an unbounded read.
     body = req.stream.read(body_limit + 1)
     query = req.args.to_dict() if environ.get("QUERY_STRING") else {}
-    return exchange.Request(req.method, req.path, headers, body, query, req.remote_addr)
+    return exchange.Request(req.method, req.path, headers, body, query, req.remote_addr,
+                            front.writes if front is not None else None)
 
 
 def _dropped_connection() -> Iterator[bytes]:
@@ -42,10 +48,16 @@ def _dropped_connection() -> Iterator[bytes]:
 
 
 def _to_flask(resp: exchange.Response) -> Response:
-    if resp.delay_s:
-        time.sleep(resp.delay_s)
-    if resp.drop:
-        return Response(_dropped_connection(), status=200, mimetype="application/json")
+    front = request.environ.get(FRONT_KEY)
+    if front is not None:  # the async front waits and drops; nothing blocks here
+        front.delay_s, front.drop = resp.delay_s, resp.drop
+        if resp.drop:
+            return Response(b"", status=200)
+    else:
+        if resp.delay_s:
+            time.sleep(resp.delay_s)
+        if resp.drop:
+            return Response(_dropped_connection(), status=200, mimetype="application/json")
     return Response(resp.body_bytes(), status=resp.status, headers=resp.headers, mimetype="application/json")
 
 

@@ -9,18 +9,10 @@ import threading
 
 from mock_server.core.config import MockConfig, config_from_env
 from mock_server.core.store import Store
+from mock_server.server.loops import new_event_loop
 from mock_server.sip.sink import make_sink
 from mock_server.sip.transport import SipServer, start_sip_server
 from mock_server.sip.uas import SipEndpoint
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed: it cuts the per-datagram cost of asyncio by about 3x (bench/sip_bench.py)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 async def _start(store: Store, config: MockConfig, port: int | None = None, *,
@@ -91,7 +83,7 @@ async def _serve_forever(config: MockConfig) -> None:
 
 
 def main() -> None:
-    from mock_server.supervisor import die_with_parent
+    from mock_server.server.supervisor import die_with_parent
 
     die_with_parent()
     # The journal writer thread must not hold the event loop off the GIL for the default 5 ms.

@@ -63,7 +63,7 @@ def _astuple(event: CallEvent) -> tuple[Any, ...]:
 def _writer_main(path: str, journal_limit: int, calls_limit: int, inbox: Any, acks: Any) -> None:
     import signal
 
-    from mock_server.supervisor import die_with_parent
+    from mock_server.server.supervisor import die_with_parent
 
     # Stopping is the SIP process's call: it closes the pipe after its last batch, so a SIGTERM or
     # Ctrl-C sent to the whole process group must not kill the writer first and lose that batch.

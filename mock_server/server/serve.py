@@ -1,10 +1,12 @@
-"""``synthflow-mock serve``: HTTP on granian (a production server) plus the SIP endpoint.
+"""``synthflow-mock serve``: HTTP (the async front over the Flask app) plus the SIP endpoint.
 
-The process started by the command is a small supervisor (``supervisor.py``):
-it starts the HTTP server (granian with N worker processes) and the SIP
-endpoint as children, waits until they answer, and stops them all on Ctrl-C or
-SIGTERM. State lives in one SQLite file (WAL) that every HTTP worker and the
-SIP process open, so a call prepared over HTTP is known to SIP at once.
+The process started by the command is a small supervisor (``supervisor.py``).
+It binds the HTTP port itself, so a busy port fails here in one line and no
+second instance can share it, then starts N HTTP workers on that socket and the
+SIP endpoint as children, waits until they answer, replaces an HTTP worker that
+dies, and stops them all on Ctrl-C or SIGTERM. State lives in one SQLite file
+(WAL) that every HTTP worker and the SIP process open, so a call prepared over
+HTTP is known to SIP at once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tempfile
 from dataclasses import replace
 
 from mock_server.core.config import CONFIG_ENV, MockConfig, to_json
-from mock_server.supervisor import ChildSpec, Supervisor
+from mock_server.server.supervisor import ChildSpec, Supervisor
 
 
 def is_loopback(host: str) -> bool:
@@ -71,18 +73,33 @@ def _sip_ready(host: str, port: int) -> bool:
             return False
 
 
+def bind_http(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound here once and shared by every worker (no SO_REUSEPORT, so a
+    second instance on the same port is refused instead of silently taking half the traffic)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise SystemExit(f"synthflow-mock: cannot listen on HTTP {_fmt(host)}:{port}: {exc.strerror}; "
+                         "is another server using it? Choose another port with --http-port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 1,
-          sip: bool = True, threads: int = 1) -> int:
+          sip: bool = True) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
     check_exposure(host, config)
+    listener = bind_http(host, http_port)
+    http_port = listener.getsockname()[1]
     tmpdir = None
     if config.store_path == ":memory:":
         tmpdir = tempfile.mkdtemp(prefix="synthflow-mock-")
         config = replace(config, store_path=os.path.join(tmpdir, "state.sqlite3"))
     env = {**os.environ, CONFIG_ENV: to_json(config)}
-    http_child = ChildSpec("http", [sys.executable, "-m", "mock_server.http.granian_main", host, str(http_port),
-                                    str(workers), str(threads)], env)
-    children = [http_child]
+    fd = listener.fileno()
+    children = [ChildSpec(f"http worker {n}", [sys.executable, "-m", "mock_server.http.worker", str(fd)], env,
+                          pass_fds=(fd,), restart=True) for n in range(1, workers + 1)]
     sip_text = ""
     if sip:
         children.append(ChildSpec("sip", [sys.executable, "-m", "mock_server.sip.runner"], env))
@@ -100,6 +117,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         supervisor = Supervisor(children)
         return supervisor.run(ready, lambda: print(banner, file=sys.stderr, flush=True))
     finally:
+        listener.close()
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -41,6 +41,10 @@ class ChildSpec:
     name: str
     argv: list[str]
     env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()
+    """Descriptors the child inherits (the HTTP workers' shared listening socket)."""
+    restart: bool = False
+    """Start a new one when this child dies (HTTP workers); otherwise its death stops the server."""
 
 
 class Supervisor:
@@ -48,6 +52,8 @@ class Supervisor:
         self.specs = list(specs)
         self.grace_s = grace_s
         self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, int] = {}
+        """How many times each restartable child was replaced after it died."""
         self._stop_requested = False
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -56,7 +62,22 @@ class Supervisor:
 
     def start(self) -> None:
         for spec in self.specs:
-            self.children[spec.name] = subprocess.Popen(spec.argv, env=spec.env, start_new_session=True)
+            self._spawn(spec)
+
+    def _spawn(self, spec: ChildSpec) -> None:
+        self.children[spec.name] = subprocess.Popen(spec.argv, env=spec.env, start_new_session=True,
+                                                    pass_fds=spec.pass_fds)
+
+    def _replace_dead(self) -> None:
+        """Start a new process for each restartable child that died, and say so once per death."""
+        for spec in self.specs:
+            proc = self.children[spec.name]
+            if spec.restart and proc.poll() is not None:
+                count = self.restarts[spec.name] = self.restarts.get(spec.name, 0) + 1
+                print(f"synthflow-mock: {spec.name} exited with status {proc.returncode}; started a new one "
+                      f"(replacement {count})", file=sys.stderr, flush=True)
+                _signal_group(proc, signal.SIGKILL)  # anything it left in its group
+                self._spawn(spec)
 
     def wait_ready(self, probe: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -86,6 +107,7 @@ class Supervisor:
                 return 0
             on_ready()
             while not self._stop_requested:
+                self._replace_dead()
                 problem = self.failed()
                 if problem:
                     print(f"synthflow-mock: {problem}; stopping", file=sys.stderr)

@@ -1,0 +1,92 @@
+"""Counters every process of one store shares: the settings version and the seeded-draw sequence.
+
+Each prepare_inbound asks "did the scenarios or the policy change?" and, with a
+policy, "which draw am I?". Asking SQLite costs a read or a write transaction per
+request. Here both live in a 16-byte file mapped into every process: a read is a
+memory load, and an increment holds an ``flock`` for a few microseconds, so the
+draw sequence stays one sequence across worker processes. An in-memory store
+(one process) uses plain integers behind a lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+import threading
+
+_SLOT = struct.Struct("<Q")
+_VERSION, _DRAWS = 0, 8
+_SIZE = 16
+
+
+class SharedCounters:
+    def __init__(self, path: str | None) -> None:
+        """``path``: the file to map (made if missing), or None for counters private to this process."""
+        self.path = path
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._map: mmap.mmap | None = None
+        self._pid = -1
+        self._local = [0, 0]
+        self._open()
+
+    def _open(self) -> None:
+        """Map the file; again after fork, since an inherited descriptor shares its flock with the parent."""
+        if self.path is None or self._pid == os.getpid():
+            return
+        self.close()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(self._fd).st_size < _SIZE:
+            os.ftruncate(self._fd, _SIZE)
+        self._map = mmap.mmap(self._fd, _SIZE)
+        self._pid = os.getpid()
+
+    def version(self) -> int:
+        """The settings version: it changes whenever scenarios, the policy or the store's contents are reset."""
+        if self._map is None:
+            return self._local[0]
+        return _SLOT.unpack_from(self._map, _VERSION)[0]
+
+    def draws(self) -> int:
+        """How many draws were taken since the policy was last set."""
+        if self._map is None:
+            return self._local[1]
+        return _SLOT.unpack_from(self._map, _DRAWS)[0]
+
+    def bump_version(self) -> None:
+        self._add(_VERSION, 1)
+
+    def next_draw(self) -> int:
+        """The next number of the seeded draw sequence (1, 2, ...), shared by every process."""
+        return self._add(_DRAWS, 1)
+
+    def reset_draws(self) -> None:
+        self._add(_DRAWS, None)
+
+    def _add(self, offset: int, step: int | None) -> int:
+        """Add ``step`` (or set to 0 when None) under the locks; returns the new value."""
+        with self._lock:
+            if self._map is None:
+                slot = offset // 8
+                self._local[slot] = 0 if step is None else self._local[slot] + step
+                return self._local[slot]
+            self._open()
+            assert self._fd is not None and self._map is not None
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                value = 0 if step is None else _SLOT.unpack_from(self._map, offset)[0] + step
+                _SLOT.pack_into(self._map, offset, value)
+                return value
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._pid = -1
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,360 @@
+"""The HTTP front: an asyncio HTTP/1.1 server that reads, waits and writes, and runs the Flask app inline.
+
+Why a front of our own and not a WSGI server: under WSGI every injected delay,
+slow outcome and slow client holds the worker's thread (19 req/s at 50 ms of
+latency, bench/RESULTS.md). Here nothing waits on a thread. The parts are
+production ones (uvloop's event loop, httptools' C parser, both uvicorn's), and
+the Flask app from ``create_app()`` still decides every answer.
+
+The life of one request on a connection:
+
+1. Its headers arrive within ``header_timeout_s`` of its first byte, and its body within
+   ``body_timeout_s`` of the headers; otherwise the core answers 408 (journaled) and the
+   connection closes. A body is read up to ``max_body_bytes`` + 1 bytes, so the core can
+   answer 413 without the front reading more.
+2. The Flask app runs inline on the loop with the whole body in ``wsgi.input``; the core puts
+   its store writes in ``environ[FRONT_KEY].writes`` instead of committing them.
+3. The writes of every request finished in this loop turn are committed in one transaction
+   (group commit); only then do their answers go out, so a GET or an INVITE sent after an
+   answer always finds what the answer reported (read-your-writes across workers).
+4. An answer goes out at once, or after an awaited delay, or not at all: ``reset`` closes the
+   socket with an RST, ``close`` (the timeout outcome) holds it, then closes it with a FIN.
+5. A keep-alive connection with no request for ``idle_timeout_s`` is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import socket
+import struct
+import sys
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+import httptools
+
+from mock_server.core.backend import Backend
+from mock_server.core.exchange import Request, Write
+
+FRONT_KEY = "synthflow_mock.front"
+"""The environ key under which the front hands the app a :class:`FrontContext`."""
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+
+@dataclass
+class FrontSettings:
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    idle_timeout_s: float = 75.0
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(slots=True)
+class FrontContext:
+    """What the app tells the front beside its WSGI answer: writes to commit, and how to deliver."""
+
+    writes: list[Write] = field(default_factory=list)
+    delay_s: float = 0.0
+    drop: str | None = None
+
+
+@dataclass(slots=True)
+class _Answer:
+    status_line: bytes
+    headers: list[tuple[str, str]]
+    body: bytes
+    context: FrontContext
+    keep_alive: bool
+    due: float = 0.0
+    """Loop time at which it may go out: when the app finished, plus its delay. Counting the delay from
+    the request's own step, not from the group commit, keeps connections from moving in lockstep."""
+
+
+class _Date:
+    """The Date header, formatted once a second at most."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop, self._at, self._value = loop, -1.0, b""
+
+    def value(self) -> bytes:
+        now = self.loop.time()
+        if now - self._at >= 1.0:
+            self._at, self._value = now, formatdate(usegmt=True).encode()
+        return self._value
+
+
+class Front:
+    """One worker's server: the app, the backend it writes through, and the group commit.
+
+    Group commit: every answer finished in one loop turn waits in ``_pending``; at the end of the
+    turn their writes are committed in one transaction on the loop thread, then they go out (each
+    when it is due). A writer thread was measured and lost: on a busy loop, passing the GIL back
+    and forth cost more than the overlap gained (bench/RESULTS.md).
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], backend: Backend, settings: FrontSettings,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.app, self.backend, self.settings, self.loop = app, backend, settings, loop
+        self.date = _Date(loop)
+        self._pending: list[tuple[HttpConnection, _Answer]] = []
+        self._scheduled = False
+        self.connections: set[HttpConnection] = set()
+
+    def protocol(self) -> HttpConnection:
+        return HttpConnection(self)
+
+    def deliver_after_commit(self, conn: HttpConnection, answer: _Answer) -> None:
+        answer.due = self.loop.time() + answer.context.delay_s
+        self._pending.append((conn, answer))
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._commit)
+
+    def _commit(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        writes = [w for _, answer in batch for w in answer.context.writes]
+        if writes:
+            self.backend.store.write(writes)
+        for conn, answer in batch:
+            conn.deliver(answer)
+
+    def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: parse, time out, answer in order (pipelined requests queue)."""
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.settings = front.settings
+        self.loop = front.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.remote: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
+        self.timer: asyncio.TimerHandle | None = None
+        self.queue: deque[tuple[str, bytes, list[tuple[bytes, bytes]], bytes, bool]] = deque()
+        self.busy = False
+        self.discard = False
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.phase = "idle"
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.remote = (transport.get_extra_info("peername") or ("", 0))[:2]
+        self.local = (transport.get_extra_info("sockname") or ("", 0))[:2]
+        self.front.connections.add(self)
+        self._arm(self.settings.idle_timeout_s, self._idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.transport = None
+        self.front.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.discard:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "Protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._fail(400, f"Malformed HTTP request: {exc}")
+
+    # -- httptools callbacks --------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._reset_message()
+        self.phase = "headers"
+        self._arm(self.settings.header_timeout_s, self._read_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.phase = "body"
+        self._arm(self.settings.body_timeout_s, self._read_timeout)
+
+    def on_body(self, chunk: bytes) -> None:
+        limit = self.settings.max_body_bytes + 1
+        if len(self.body) + len(chunk) >= limit:
+            # Enough for the core to answer 413; the rest is not read, and the connection ends after the answer.
+            self.body += chunk[:limit - len(self.body)]
+            self.discard = True
+            self._complete(keep_alive=False)
+            return
+        self.body += chunk
+
+    def on_message_complete(self) -> None:
+        if not self.discard:
+            self._complete(keep_alive=self.parser.should_keep_alive())
+
+    # -- requests -------------------------------------------------------------------------
+    def _complete(self, keep_alive: bool) -> None:
+        self._disarm()
+        method = self.parser.get_method().decode("latin-1")
+        self.queue.append((method, self.url, self.headers, bytes(self.body), keep_alive))
+        self.phase = "idle"
+        if not self.busy:
+            self._next()
+
+    def _next(self) -> None:
+        if not self.queue or self.transport is None:
+            return
+        self.busy = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        method, url, headers, body, keep_alive = self.queue.popleft()
+        answer = self._run_app(method, url, headers, body, keep_alive)
+        self.front.deliver_after_commit(self, answer)
+
+    def _run_app(self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
+                 keep_alive: bool) -> _Answer:
+        parsed = httptools.parse_url(url)
+        path = urllib.parse.unquote_to_bytes(parsed.path or b"/").decode("latin-1")
+        context = FrontContext()
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path,
+            "QUERY_STRING": (parsed.query or b"").decode("latin-1"),
+            "SERVER_NAME": self.local[0], "SERVER_PORT": str(self.local[1]), "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": self.remote[0], "REMOTE_PORT": str(self.remote[1]),
+            "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
+            "wsgi.run_once": False, FRONT_KEY: context,
+        }
+        for raw_name, raw_value in headers:
+            name = raw_name.decode("latin-1").upper().replace("-", "_")
+            value = raw_value.decode("latin-1")
+            if name == "CONTENT_TYPE" or name == "CONTENT_LENGTH":
+                environ[name] = value
+            else:
+                key = "HTTP_" + name
+                environ[key] = f"{environ[key]},{value}" if key in environ else value
+        started: list[Any] = []
+
+        def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            started[:] = [status, response_headers]
+
+        chunks = self.front.app(environ, start_response)
+        try:
+            payload = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        status, response_headers = started
+        return _Answer(f"HTTP/1.1 {status}\r\n".encode("latin-1"), response_headers, payload, context, keep_alive)
+
+    def deliver(self, answer: _Answer) -> None:
+        """Send (or withhold) one answer, now or when it is due."""
+        wait = answer.due - self.loop.time()
+        if wait > 0.0005:
+            self.loop.call_later(wait, self._send, answer)
+        else:
+            self._send(answer)
+
+    def _send(self, answer: _Answer) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        drop = answer.context.drop
+        if drop == "reset":
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            transport.abort()
+            return
+        if drop == "close":
+            transport.close()
+            return
+        keep_alive = answer.keep_alive and not self.discard
+        head = [answer.status_line]
+        head.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in answer.headers
+                    if name.lower() not in _FRONT_HEADERS)
+        head.append(b"Content-Length: %d\r\nDate: %s\r\n" % (len(answer.body), self.front.date.value()))
+        head.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
+        transport.write(b"".join(head) + answer.body)
+        if not keep_alive:
+            transport.close()
+            return
+        self.busy = False
+        if self.queue:
+            self._next()
+        else:
+            transport.resume_reading()
+            if self.phase == "idle":
+                self._arm(self.settings.idle_timeout_s, self._idle_timeout)
+
+    # -- timeouts and failures ----------------------------------------------------------------
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _idle_timeout(self) -> None:
+        if not self.busy and self.phase == "idle" and self.transport is not None:
+            self.transport.close()
+
+    def _read_timeout(self) -> None:
+        waited = self.settings.header_timeout_s if self.phase == "headers" else self.settings.body_timeout_s
+        self._fail(408, f"The request's {self.phase} did not arrive within {waited:g} s")
+
+    def _fail(self, status: int, why: str) -> None:
+        """Answer a request that cannot be read with a journaled JSON error, then close."""
+        self._disarm()
+        self.discard = True
+        if self.busy or self.transport is None:  # an answer is on its way; just stop reading
+            if self.transport is not None:
+                self.transport.close()
+            return
+        partial = Request(
+            method=(self.parser.get_method().decode("latin-1") if self.phase != "headers" or self.url else "")
+            or "UNKNOWN", path=_path_of(self.url),
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.headers},
+            body=bytes(self.body), remote=self.remote[0])
+        response = self.front.backend.unreadable(partial, status, why, phase=self.phase)
+        body = response.body_bytes()
+        head = [f"HTTP/1.1 {status} {_PHRASES.get(status, 'Error')}\r\n".encode()]
+        head.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in response.headers.items())
+        head.append(b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+_PHRASES = {400: "Bad Request", 408: "Request Timeout"}
+_FRONT_HEADERS = frozenset({"content-length", "connection", "date", "transfer-encoding"})
+"""Headers the front writes itself, whatever the app set."""
+
+
+def _path_of(url: bytes) -> str:
+    try:
+        return urllib.parse.unquote_to_bytes(httptools.parse_url(url).path or b"/").decode("latin-1")
+    except httptools.HttpParserInvalidURLError:
+        return url.decode("latin-1", "replace")[:200] or "/"
