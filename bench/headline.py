@@ -80,7 +80,7 @@ class Server:
 def http_anchors(out: Path) -> dict[str, object]:
     env = {**os.environ, "OUT": str(out), "REPS": "2", "RATE_HEY": "2000", "TARGET_PORT": "8000",
            "TARGET_CMD": f"cd {ROOT} && exec {PY} -m mock_server serve --http-port 8000 --sip-port 35400"}
-    sh(["bash", str(ANCHORS / "run_http_anchors.sh"), "target", "wiremock"], env=env, timeout=900)
+    sh(["bash", str(ANCHORS / "run_http_anchors.sh"), "target", "granian", "wiremock"], env=env, timeout=1200)
     table = sh([PY, str(ANCHORS / "summarize.py"), str(out)]).stdout
     figures: dict[str, dict[str, list[float]]] = {}
     for path in glob.glob(str(out / "*" / "*.txt")):
@@ -128,11 +128,16 @@ def main() -> int:
 
     if not args.skip_anchors and (ANCHORS / "run_http_anchors.sh").exists():
         http = http_anchors(work / "http")
-        sections.append("## HTTP: prepare_inbound beside WireMock (validation and journal on)\n\n"
-                        "From `../shared/bench/run_http_anchors.sh target wiremock` (`target` is synthflow-mock, "
-                        "default single worker). Its CPU columns cannot see synthflow-mock's processes (they run "
-                        "in their own sessions); the Locust section measures that instead.\n" + str(http["table"]))
+        sections.append("## HTTP: prepare_inbound beside bare Flask and WireMock (validation and journal on)\n\n"
+                        "From `../shared/bench/run_http_anchors.sh target granian wiremock` (`target` is "
+                        "synthflow-mock, default single worker; `granian` is a bare Flask handler on granian with 2 "
+                        "workers). Its CPU columns cannot see synthflow-mock's processes (they run in their own "
+                        "sessions); `bench/http_runtime.py` measures that instead.\n" + str(http["table"]))
         (work / "http.json").write_text(json.dumps(http["figures"], indent=2))
+
+    runtime = sh([PY, str(ROOT / "bench" / "http_runtime.py")], timeout=900).stdout
+    sections.append("## HTTP runtime: waiting, slow clients, workers\n\n`bench/http_runtime.py`: each scenario "
+                    "starts `serve --no-sip` and drives it with wrk, hey or raw sockets.\n\n```\n" + runtime + "```\n")
 
     sip = sh([PY, str(ROOT / "bench" / "sip_bench.py"), "--rates", *args.sip_rates.split(), "--secs", "10"],
              timeout=1200).stdout

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/http_inprocess.py
 
-Calls the WSGI app directly with a file-backed store (as under granian), 4,000 requests five
+Calls the WSGI app directly with a file-backed store (as a worker has), 4,000 requests five
 times, and prints the process time per request (min and median). Steadier than a wrk run on a
 shared machine, so it is the one to compare before and after a change to the HTTP hot path.
 """

@@ -1,15 +1,18 @@
-"""The standalone server: production WSGI server, several workers sharing one store, clean stop."""
+"""The standalone server: workers sharing one port and one store, a busy port refused, a dead worker
+replaced, clean stop."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 
-from mock_server.testing import start_server
+from mock_server.testing import children, start_server
 from tests.contract import assert_matches
 from tests.data import AUTH, VALID_BODY
 
@@ -117,3 +120,30 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_busy_http_port_is_refused_in_one_line_and_the_first_server_keeps_all_traffic(server):
+    proc = subprocess.run([sys.executable, "-m", "mock_server", "serve", "--http-port", str(server.http_port),
+                           "--no-sip"], capture_output=True, text=True, timeout=20)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f":{server.http_port}" in lines[0] and "--http-port" in lines[0]
+    assert "synthflow-mock ready" not in proc.stdout + proc.stderr
+    workers = {requests.get(f"{server.url}/_mock/health", timeout=5).headers["X-Mock-Worker"] for _ in range(20)}
+    assert workers <= {str(p) for p in children(server.process.pid)}
+
+
+def test_a_killed_http_worker_is_replaced_and_serving_goes_on(server):
+    answer = requests.get(f"{server.url}/_mock/health", timeout=5)
+    victim = int(answer.headers["X-Mock-Worker"])
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        workers = [p for p in children(server.process.pid) if p != victim]
+        if len(workers) >= 3:  # two HTTP workers again, and the SIP process
+            break
+        time.sleep(0.1)
+    for _ in range(20):
+        assert requests.post(f"{server.url}/v2/prepare_inbound", json=VALID_BODY, headers=AUTH,
+                             timeout=5).status_code == 200
+    assert server.process.poll() is None

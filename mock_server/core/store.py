@@ -123,6 +123,7 @@ class Store:
         self._shared: sqlite3.Connection | None = None
         self._local = threading.local()
         self._lock_fd: int | None = None
+        self._checkpointer: tuple[threading.Event, threading.Thread] | None = None
         self._connection()  # create the schema now, so a bad path fails at start-up
         self.shared = SharedCounters(None if self.in_memory else path + ".counters")
         self._journal_due = _BoundCheck(journal_limit)
@@ -140,7 +141,33 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
         # Durability is not a goal for a mock; speed under load is.
         conn.execute("PRAGMA synchronous=OFF")
+        if self._checkpointer is not None:
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it, off the hot path
         return conn
+
+    def checkpoint_in_background(self, every_s: float = 0.5) -> None:
+        """Move WAL checkpoints off the committing connections to a thread of their own.
+
+        A checkpoint copies the WAL back into the database (milliseconds for a few MB). Left to
+        SQLite, it runs inside whichever COMMIT crosses the threshold, and that request's answer
+        waits: the tail of the latency. The thread's I/O runs without the GIL.
+        """
+        if self.in_memory or self._checkpointer is not None:
+            return
+        stop = threading.Event()
+
+        def run() -> None:
+            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            try:
+                while not stop.wait(every_s):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                conn.close()
+
+        self._checkpointer = (stop, threading.Thread(target=run, name="sqlite-checkpoint", daemon=True))
+        self._checkpointer[1].start()
+        with self._lock:  # this thread's connection is open already; later ones are opened without it
+            self._connection().execute("PRAGMA wal_autocheckpoint=0")
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection. A file store gives each thread its own, so a reader never waits
@@ -192,6 +219,10 @@ class Store:
 
     def close(self) -> None:
         """Close this thread's connection (and the shared one of an in-memory store)."""
+        if self._checkpointer is not None:
+            self._checkpointer[0].set()
+            self._checkpointer[1].join(5)
+            self._checkpointer = None
         with self._lock:
             if self._pid != os.getpid():
                 return

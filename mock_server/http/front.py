@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import socket
 import struct
 import sys
@@ -102,6 +103,8 @@ class Front:
                  loop: asyncio.AbstractEventLoop) -> None:
         self.app, self.backend, self.settings, self.loop = app, backend, settings, loop
         self.date = _Date(loop)
+        self.worker_header = b"X-Mock-Worker: %d\r\n" % os.getpid()
+        """Which worker process answered: load tests and the read-your-writes test look at it."""
         self._pending: list[tuple[HttpConnection, _Answer]] = []
         self._scheduled = False
         self.connections: set[HttpConnection] = set()
@@ -289,7 +292,8 @@ class HttpConnection(asyncio.Protocol):
         head = [answer.status_line]
         head.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in answer.headers
                     if name.lower() not in _FRONT_HEADERS)
-        head.append(b"Content-Length: %d\r\nDate: %s\r\n" % (len(answer.body), self.front.date.value()))
+        head.append(b"Content-Length: %d\r\nDate: %s\r\n%s" % (len(answer.body), self.front.date.value(),
+                                                                 self.front.worker_header))
         head.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
         transport.write(b"".join(head) + answer.body)
         if not keep_alive:

@@ -12,6 +12,8 @@ import contextlib
 import signal
 import socket
 import sys
+import threading
+from collections.abc import Callable
 
 from mock_server.core.backend import Backend
 from mock_server.core.config import MockConfig, config_from_env
@@ -25,12 +27,16 @@ def front_settings(config: MockConfig) -> FrontSettings:
                          idle_timeout_s=config.http_idle_timeout_s, max_body_bytes=config.max_body_bytes)
 
 
-async def serve_on(sock: socket.socket, config: MockConfig, stop: asyncio.Event) -> None:
+async def serve_on(sock: socket.socket, config: MockConfig, stop: asyncio.Event,
+                   on_ready: Callable[[Backend], None] | None = None) -> None:
     """Serve HTTP on a bound socket until ``stop`` is set."""
     loop = asyncio.get_running_loop()
     backend = Backend(config)
+    backend.store.checkpoint_in_background()
     front = Front(create_app(backend=backend), backend, front_settings(config), loop)
     server = await loop.create_server(front.protocol, sock=sock, backlog=2048)
+    if on_ready is not None:
+        on_ready(backend)
     try:
         await stop.wait()
     finally:
@@ -39,6 +45,39 @@ async def serve_on(sock: socket.socket, config: MockConfig, stop: asyncio.Event)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 2)
         backend.store.close()
+
+
+class FrontThread:
+    """The front on a free loopback port, in a daemon thread beside a test (``.url``, ``.backend``)."""
+
+    def __init__(self, config: MockConfig) -> None:
+        self.config = config
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.loop = new_event_loop()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, name="synthflow-mock-http", daemon=True)
+        self._ready = threading.Event()
+        self.backend: Backend | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(serve_on(self.sock, self.config, self._stop, on_ready=self._started))
+
+    def _started(self, backend: Backend) -> None:
+        self.backend = backend
+        self._ready.set()
+
+    def start(self) -> FrontThread:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the HTTP front did not start")
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        self.loop.close()
 
 
 def main(fd: int) -> None:

@@ -80,7 +80,7 @@ def bind_http(host: str, port: int) -> socket.socket:
     try:
         sock = socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
-        raise SystemExit(f"synthflow-mock: cannot listen on HTTP {_fmt(host)}:{port}: {exc.strerror}; "
+        raise SystemExit(f"synthflow-mock: cannot listen on HTTP {_fmt(host)}:{port}: {os.strerror(exc.errno or 0)}; "
                          "is another server using it? Choose another port with --http-port") from None
     sock.set_inheritable(True)
     return sock

@@ -3,9 +3,9 @@
 Each child runs in its own session, so a terminal's Ctrl-C (sent to the whole
 foreground process group, often twice) reaches only this supervisor, which
 forwards a single SIGTERM to each child group and escalates to SIGKILL after a
-grace period. Sending a second SIGINT straight to granian's master can deadlock
-it inside its own signal handler; this layer makes that impossible. Children
-also ask the kernel to TERM them if the supervisor dies (PR_SET_PDEATHSIG).
+grace period. Children also ask the kernel to TERM them if the supervisor dies
+(PR_SET_PDEATHSIG). A child marked ``restart`` (an HTTP worker) is replaced when
+it dies; any other child's death stops the server.
 """
 
 from __future__ import annotations

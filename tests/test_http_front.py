@@ -1,0 +1,187 @@
+"""The async HTTP front over real sockets: waiting holds nothing, drops act on the socket, every
+client-controlled wait has a bound, and reads that stall get a journaled 408."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import socket
+import time
+
+import httpx
+import pytest
+import requests
+
+from mock_server import MockConfig
+from mock_server.http.worker import FrontThread
+from tests.contract import assert_matches
+from tests.data import AUTH, VALID_BODY
+
+
+@pytest.fixture(scope="module")
+def front():
+    server = FrontThread(MockConfig(http_header_timeout_s=0.4, http_body_timeout_s=0.4,
+                                    http_idle_timeout_s=0.6)).start()
+    yield server
+    server.stop()
+
+
+def post(front, headers=None, timeout=5.0, **kw):
+    return requests.post(f"{front.url}/v2/prepare_inbound", json=VALID_BODY, headers={**AUTH, **(headers or {})},
+                         timeout=timeout, **kw)
+
+
+def raw(front) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", int(front.url.rsplit(":", 1)[1])), timeout=5)
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_slow_answer_does_not_hold_up_others(front):
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        slow = [pool.submit(post, front, {"Prefer": "outcome=slow, delay-ms=1500"}) for _ in range(3)]
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        quick = post(front)
+        quick_s = time.monotonic() - t0
+        assert quick.status_code == 200 and quick_s < 0.5
+        assert all(f.result().status_code == 200 for f in slow)
+
+
+def test_reset_is_a_connection_reset_with_no_answer(front):
+    with pytest.raises(requests.exceptions.ConnectionError):
+        post(front, {"Prefer": "outcome=reset"})
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)), httpx.Client() as client:
+        client.post(f"{front.url}/v2/prepare_inbound", json=VALID_BODY, headers={**AUTH, "Prefer": "outcome=reset"})
+
+
+def test_timeout_holds_the_connection_then_closes_it(front):
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        post(front, {"Prefer": "outcome=timeout, hold-s=1"}, timeout=0.3)
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=0.3) as client:
+        client.post(f"{front.url}/v2/prepare_inbound", json=VALID_BODY,
+                    headers={**AUTH, "Prefer": "outcome=timeout, hold-s=1"})
+    t0 = time.monotonic()
+    with pytest.raises(requests.exceptions.ConnectionError):  # held, then closed with no answer
+        post(front, {"Prefer": "outcome=timeout, hold-s=0.5"}, timeout=5)
+    assert 0.45 <= time.monotonic() - t0 < 3
+
+
+def test_the_drops_are_journaled_with_their_outcome(front):
+    with pytest.raises(requests.exceptions.ConnectionError):
+        post(front, {"Prefer": "outcome=reset"})
+    time.sleep(0.05)
+    entries = front.backend.store.journal(kinds=("http",), limit=100_000)
+    assert any(e.get("outcome") == "reset" for e in entries)
+
+
+@pytest.mark.parametrize("prefer, bound", [
+    ("outcome=slow, delay-ms=1e9", "delay-ms=1e+09 is over its maximum of 60000"),
+    ("outcome=timeout, hold-s=601", "hold-s=601 is over its maximum of 600"),
+    ("outcome=rate_limited, retry-after=86401", "retry-after=86401 is over its maximum of 86400"),
+    ("sip=answer, sip-answer-ms=600001", "sip-answer-ms=600001 is over its maximum of 600000"),
+])
+def test_each_wait_a_client_asks_for_has_a_documented_maximum(front, prefer, bound):
+    t0 = time.monotonic()
+    resp = post(front, {"Prefer": prefer})
+    assert resp.status_code == 400 and time.monotonic() - t0 < 1
+    assert_matches("error.schema.json", resp.json())
+    assert bound in resp.json()["detail"]["description"] and resp.json()["detail"]["field"] == "Prefer"
+
+
+@pytest.mark.parametrize("latency, message", [
+    ({"dist": "fixed", "ms": 1e7}, "ms=1e+07 is over its maximum of 60000"),
+    ({"dist": "lognormal", "median_ms": 10, "sigma": 9}, "sigma=9 is over its maximum of 5"),
+    ({"dist": "uniform", "min_ms": 5, "max_ms": "x"}, "max_ms must be a number"),
+])
+def test_a_latency_policy_over_its_bounds_is_refused(front, latency, message):
+    resp = requests.put(f"{front.url}/_mock/policy", json={"seed": 1, "http": {"latency": latency}}, timeout=5)
+    assert resp.status_code == 400 and message in resp.json()["detail"]["description"]
+
+
+def test_stalled_headers_get_408_json_after_the_header_timeout_and_are_journaled(front):
+    sock = raw(front)
+    sock.sendall(b"POST /v2/prepare_inbound HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n")
+    t0 = time.monotonic()
+    answer = read_all(sock)
+    assert 0.35 <= time.monotonic() - t0 < 2
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in head
+    error = json.loads(body)
+    assert_matches("error.schema.json", error)
+    assert error["detail"]["category"] == "request_timeout" and "headers" in error["detail"]["description"]
+    time.sleep(0.05)
+    entry = [e for e in front.backend.store.journal(kinds=("http",), limit=100_000) if e.get("status") == 408][-1]
+    assert entry["request_id"] == error["detail"]["request_id"] and entry["method"] == "POST"
+    assert "s3cret" not in json.dumps(entry)
+
+
+def test_stalled_body_gets_408_after_the_body_timeout(front):
+    sock = raw(front)
+    sock.sendall(b"POST /v2/prepare_inbound HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{")
+    answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"body" in answer
+
+
+def test_many_stalled_connections_do_not_stop_other_clients(front):
+    stalled = []
+    for _ in range(200):
+        sock = raw(front)
+        sock.sendall(b"POST /v2/prepare_inbound HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+        stalled.append(sock)
+    times = []
+    for _ in range(20):
+        t0 = time.monotonic()
+        assert post(front).status_code == 200
+        times.append(time.monotonic() - t0)
+    assert max(times) < 0.25
+    answers = [read_all(s) for s in stalled]
+    assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers)
+
+
+def test_an_idle_keep_alive_connection_is_closed(front):
+    sock = raw(front)
+    body = json.dumps(VALID_BODY).encode()
+    sock.sendall(b"POST /v2/prepare_inbound HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    t0 = time.monotonic()
+    answer = read_all(sock)  # the answer, then the close after the idle timeout
+    assert answer.startswith(b"HTTP/1.1 200 ") and 0.5 <= time.monotonic() - t0 < 3
+
+
+def test_pipelined_requests_are_answered_in_order(front):
+    sock = raw(front)
+    sock.sendall(b"GET /_mock/health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"GET /_mock/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answer = read_all(sock)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer) == [b"200", b"404", b"200"]
+
+
+def test_a_body_over_the_cap_gets_413_and_the_rest_is_not_read(front):
+    sock = raw(front)
+    sock.sendall(b"POST /v2/prepare_inbound HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 70_000)
+    answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in answer
+
+
+def test_malformed_http_gets_400_json(front):
+    sock = raw(front)
+    sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+    head, _, body = read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body)["detail"]["category"] == "bad_request"
