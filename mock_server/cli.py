@@ -42,8 +42,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="close a keep-alive connection idle this long (default 75)")
     p.add_argument("--token", dest="tokens", action="append", default=[],
                    help="accepted API token (repeatable); with none, any non-empty bearer token is accepted")
-    p.add_argument("--admin-token", default=os.environ.get("SYNTHFLOW_MOCK_ADMIN_TOKEN"),
-                   help="token for /_mock/* (header X-Mock-Admin-Token); required beyond loopback")
+    p.add_argument("--admin-token", default=None,
+                   help="token for /_mock/* (header X-Mock-Admin-Token); required beyond loopback. Prefer "
+                        "$SYNTHFLOW_MOCK_ADMIN_TOKEN or --admin-token-file: a flag shows in ps")
+    p.add_argument("--admin-token-file", default=None, metavar="PATH",
+                   help="read the admin token from this file (first line)")
+    p.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
+                   help="also accept admin requests whose Host is NAME (default: the bound address and localhost)")
+    p.add_argument("--scenarios-limit", type=int, default=1000, help="queued scenarios at most (default 1000)")
     p.add_argument("--outcome", dest="default_outcome", choices=["registered", "failed"], default="registered",
                    help="default prepare_inbound outcome (per request: 'Prefer: outcome=failed')")
     p.add_argument("--failed-status", type=int, choices=[200, 503], default=200,
@@ -121,9 +127,27 @@ def _policy(args: argparse.Namespace) -> dict[str, object] | None:
         raise SystemExit(f"policy: {exc.description}") from None
 
 
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """From the flag, else the file, else $SYNTHFLOW_MOCK_ADMIN_TOKEN."""
+    if args.admin_token:
+        return str(args.admin_token)
+    if args.admin_token_file:
+        try:
+            with open(args.admin_token_file) as f:
+                token = f.readline().strip()
+        except OSError as exc:
+            raise SystemExit(f"--admin-token-file {args.admin_token_file}: {exc.strerror}") from None
+        if not token:
+            raise SystemExit(f"--admin-token-file {args.admin_token_file}: the file's first line is empty")
+        return token
+    return os.environ.get("SYNTHFLOW_MOCK_ADMIN_TOKEN") or None
+
+
 def _config_from(args: argparse.Namespace) -> MockConfig:
     """Every ``serve`` flag whose destination is a :class:`MockConfig` field, plus the few that need parsing."""
     values = vars(args) | {
+        "admin_token": _admin_token(args),
+        "allowed_hosts": tuple(args.allowed_hosts) or None,
         "policy": _policy(args),
         "tokens": tuple(args.tokens),
         "sip_host": args.sip_host or args.host,

@@ -56,7 +56,7 @@ class LiveMock:
         return self.server.sip_uri(number, call_id)
 
     def reset(self) -> None:
-        requests.post(f"{self.url}/_mock/reset", timeout=5).raise_for_status()
+        requests.post(f"{self.url}/_mock/reset", json={}, timeout=5).raise_for_status()
 
     def prepare(self, body: dict[str, Any], prefer: str | None = None, token: str = "test") -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}", **({"Prefer": prefer} if prefer else {})}

@@ -96,7 +96,7 @@ def test_long_bodies_are_cut_in_the_journal_and_say_so(make_client):
 
 def test_reset_forgets_calls_and_journal(client):
     call_id = prepare(client).json["synthflow_call_id"]
-    assert client.post("/_mock/reset").json == {"reset": True}
+    assert client.post("/_mock/reset", json={}).json == {"reset": True}
     assert client.get("/_mock/calls").json["total"] == 0
     assert client.get("/_mock/journal").json["entries"] == []
     assert_error(client.get(f"/v2/calls/{call_id}", headers=AUTH), 404, "not_found")

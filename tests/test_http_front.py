@@ -102,14 +102,23 @@ def test_each_wait_a_client_asks_for_has_a_documented_maximum(front, prefer, bou
     assert bound in resp.json()["detail"]["description"] and resp.json()["detail"]["field"] == "Prefer"
 
 
-@pytest.mark.parametrize("latency, message", [
-    ({"dist": "fixed", "ms": 1e7}, "ms=1e+07 is over its maximum of 60000"),
-    ({"dist": "lognormal", "median_ms": 10, "sigma": 9}, "sigma=9 is over its maximum of 5"),
-    ({"dist": "uniform", "min_ms": 5, "max_ms": "x"}, "max_ms must be a number"),
+@pytest.mark.parametrize("latency, pointer, rule", [
+    ({"dist": "fixed", "ms": 1e7}, "/http/latency/ms", "maximum"),
+    ({"dist": "lognormal", "median_ms": 10, "sigma": 9}, "/http/latency/sigma", "maximum"),
+    ({"dist": "uniform", "min_ms": 5, "max_ms": "x"}, "/http/latency/max_ms", "type"),
 ])
-def test_a_latency_policy_over_its_bounds_is_refused(front, latency, message):
+def test_a_latency_policy_over_its_bounds_is_refused(front, latency, pointer, rule):
     resp = requests.put(f"{front.url}/_mock/policy", json={"seed": 1, "http": {"latency": latency}}, timeout=5)
-    assert resp.status_code == 400 and message in resp.json()["detail"]["description"]
+    assert resp.status_code == 422
+    assert {"pointer": pointer, "rule": rule} in [{k: e[k] for k in ("pointer", "rule")}
+                                                  for e in resp.json()["detail"]["errors"]]
+
+
+def test_a_latency_flag_over_its_bound_is_refused_at_start_up():
+    from mock_server.cli import _config_from, build_parser
+
+    with pytest.raises(SystemExit, match="ms=1e\\+07 is over its maximum of 60000"):
+        _config_from(build_parser().parse_args(["serve", "--latency", "fixed:1e7"]))
 
 
 def test_stalled_headers_get_408_json_after_the_header_timeout_and_are_journaled(front):

@@ -77,7 +77,7 @@ def test_scenario_queue_is_shared_by_all_workers(live):
 
 def test_seeded_policy_is_the_same_sequence_across_workers(live):
     def sequence():
-        requests.post(f"{live.url}/_mock/reset", timeout=5)  # resets the draw counter, keeps the policy
+        requests.post(f"{live.url}/_mock/reset", json={}, timeout=5)  # resets the draw counter, keeps the policy
         return [post(live).status_code for _ in range(20)]
 
     requests.put(f"{live.url}/_mock/policy", json={"seed": 5, "http": {"rates": {"server_error": 0.4}}}, timeout=5)

@@ -143,7 +143,12 @@ def test_a_killed_http_worker_is_replaced_and_serving_goes_on(server):
         if len(workers) >= 3:  # two HTTP workers again, and the SIP process
             break
         time.sleep(0.1)
-    for _ in range(20):
-        assert requests.post(f"{server.url}/v2/prepare_inbound", json=VALID_BODY, headers=AUTH,
-                             timeout=5).status_code == 200
-    assert server.process.poll() is None
+    try:
+        for _ in range(20):
+            assert requests.post(f"{server.url}/v2/prepare_inbound", json=VALID_BODY, headers=AUTH,
+                                 timeout=5).status_code == 200
+        assert server.process.poll() is None
+    except (AssertionError, requests.ConnectionError) as exc:
+        server.kill_group()
+        output = server.process.stdout.read().decode() if server.process.stdout else ""
+        raise AssertionError(f"serving stopped after a worker was killed: {exc!r}\nsupervisor said:\n{output}") from exc

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mock_server import __version__
-from mock_server.core import calls, checks, outcomes, verify
+from mock_server.core import calls, checks, contracts, outcomes, verify
 from mock_server.core.errors import ApiError
 from mock_server.core.exchange import Request, Response, Result
 
@@ -64,16 +64,14 @@ def prepare_bulk(backend: Backend, request: Request) -> Result:
     inner body is validated against the same contract; each call is journaled as a prepare.
     """
     spec = checks.json_body(backend.config, request)
-    if not isinstance(spec, dict) or not isinstance(spec.get("count"), int) or not 1 <= spec["count"] <= 100_000:
-        raise ApiError(422, "validation_error", "count must be an integer from 1 to 100000", field="/count")
-    body = spec.get("body")
-    checks.contract(backend.request_validator, body)
+    checks.contract(backend.validator("admin-prepare-bulk.schema.json"), spec)
+    body = spec["body"]
+    checks.contract(backend.request_validator, body)  # again with --allow-extra-fields applied
     outcome = spec.get("outcome", "registered")
-    if outcome not in ("registered", "failed"):
-        raise ApiError(422, "validation_error", "outcome must be registered or failed", field="/outcome")
     now_ms = int(time.time() * 1000)
     message = calls.FAILED_MESSAGE if outcome == "failed" else None
-    new_calls = [calls.new_call(body, backend.ids.new(), now_ms, error_message=message) for _ in range(spec["count"])]
+    count = int(spec["count"])  # JSON Schema's integer includes 247.0
+    new_calls = [calls.new_call(body, backend.ids.new(), now_ms, error_message=message) for _ in range(count)]
     backend.store.add_calls(new_calls, {"time": time.time(), "kind": "admin", "path": "/_mock/prepare_bulk",
                                         "method": "POST", "outcome": outcome, "reason": "bulk",
                                         "status": 200, "count": len(new_calls)})
@@ -86,21 +84,18 @@ def scenarios(backend: Backend, request: Request) -> Result:
     if request.method == "GET":
         return Result(Response(200, {"scenarios": store.scenarios()}))
     if request.method == "DELETE":
+        checks.object_body(backend.config, request)
         store.clear_scenarios()
         return Result(Response(200, {"cleared": True}))
     spec = checks.json_body(backend.config, request)
-    if not isinstance(spec, dict):
-        raise ApiError(422, "validation_error", "a scenario is an object", field="/")
+    checks.contract(backend.validator("admin-scenario.schema.json"), spec)
     match = spec.pop("match", {})
-    if not isinstance(match, dict) or set(match) - set(outcomes.MATCH_FIELDS):
-        raise ApiError(422, "validation_error", f"match keys must be among {', '.join(outcomes.MATCH_FIELDS)}",
-                       field="/match")
-    times = spec.pop("times", 1)
-    if not isinstance(times, int) or not 1 <= times <= 1_000_000:
-        raise ApiError(422, "validation_error", "times must be an integer from 1 to 1000000", field="/times")
-    if not {"outcome", "sip"} & spec.keys():
-        raise ApiError(422, "validation_error", "a scenario names an outcome, a sip plan, or both", field="/")
+    times = int(spec.pop("times", 1))  # JSON Schema's integer includes 3.0
     outcomes.from_spec(spec, "check", "scenario", outcomes.Decision())  # raises on unknown names
+    limit = backend.config.scenarios_limit
+    if store.settings_state()[1] >= limit:
+        raise ApiError(429, "rate_limited", f"{limit} scenarios are queued already (--scenarios-limit); "
+                       "let some be used, or DELETE /_mock/scenarios", field="/")
     scenario_id = store.add_scenario(match, spec, times)
     return Result(Response(201, {"id": scenario_id, "match": match, "times": times, **spec}))
 
@@ -109,6 +104,7 @@ def policy(backend: Backend, request: Request) -> Result:
     """The seeded global policy: outcome rates and latency distributions (PUT replaces, {} clears)."""
     if request.method == "PUT":
         document = checks.json_body(backend.config, request)
+        checks.contract(backend.validator("admin-policy.schema.json"), document)
         backend.store.set_policy(outcomes.validate_policy(document) if document else None)
     return Result(Response(200, {"policy": backend.store.policy()}))
 
@@ -116,9 +112,15 @@ def policy(backend: Backend, request: Request) -> Result:
 def verify_journal(backend: Backend, request: Request) -> Result:
     """Count journal entries matching a pattern; when none match, say how the nearest ones differ."""
     pattern = checks.json_body(backend.config, request)
+    checks.contract(backend.validator("admin-verify.schema.json"), pattern)
     return Result(Response(200, verify.run(backend.store, pattern)))
 
 
+def openapi(backend: Backend, request: Request) -> Result:
+    return Result(Response(200, contracts.openapi_bundle("admin-openapi.json")))
+
+
 def reset(backend: Backend, request: Request) -> Result:
+    checks.object_body(backend.config, request)
     backend.store.reset()
     return Result(Response(200, {"reset": True}))

@@ -10,6 +10,7 @@ chosen and why.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -24,6 +25,8 @@ from mock_server.core.journal import http_entry
 from mock_server.core.routes import Route, url_map
 from mock_server.core.store import Store
 
+log = logging.getLogger("synthflow_mock")
+
 
 class Backend:
     """Calls, journal and HTTP behaviour shared by every door."""
@@ -37,10 +40,18 @@ class Backend:
         self.url_map = url_map()
         self.request_validator = contracts.fast_validator(
             "prepare-inbound-request.schema.json", self.config.allow_extra_fields)
+        self._validators: dict[str, Any] = {}
         self._policy_version = -1
         self._policy_cache: dict[str, Any] | None = None
         if self.config.policy:
             self.store.set_policy(outcomes.validate_policy(self.config.policy), only_if_unset=True)
+
+    def validator(self, name: str) -> Any:
+        """A compiled contract from ``contracts/`` (compiled once per backend)."""
+        found = self._validators.get(name)
+        if found is None:
+            found = self._validators[name] = contracts.fast_validator(name)
+        return found
 
     # -- entry points ---------------------------------------------------------------
     def handle(self, request: Request) -> Response:
@@ -66,7 +77,19 @@ class Backend:
             result = Result(Response(exc.status, exc.body(request_id), dict(exc.headers), exc.delay_s),
                             exc.outcome, exc.reason)
             error = exc.category
+        except Exception as exc:  # a bug: still a JSON answer, journaled, one log line, no traceback
+            return self.crashed(request, exc, request_id, kind=route.kind)
         return self._finish(request, request_id, result, error, kind=route.kind)
+
+    def crashed(self, request: Request, exc: Exception, request_id: str | None = None, kind: str = "http") -> Response:
+        """The answer to a request the mock failed on: a JSON 500 naming the request id, journaled."""
+        request_id = request_id or os.urandom(12).hex()
+        log.error("internal error on %s %s (request %s): %s: %s", request.method, request.path, request_id,
+                  type(exc).__name__, exc)
+        err = ApiError(500, "internal_error",
+                       f"Internal error in the mock: {type(exc).__name__}; please report it with request id "
+                       f"{request_id}")
+        return self._finish(request, request_id, Result(Response(500, err.body(request_id))), err.category, kind)
 
     def not_found(self, request: Request) -> Response:
         return self._unrouted(request, ApiError(404, "not_found", f"No route for {request.method} {request.path}"))
@@ -92,6 +115,7 @@ class Backend:
     def _finish(self, request: Request, request_id: str, result: Result, error: str | None, kind: str) -> Response:
         response = result.response
         response.headers["X-Request-Id"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
         entry = http_entry(
             time=time.time(), request_id=request_id, method=request.method, path=request.path,
             query=request.query, headers=request.headers, body=request.body,

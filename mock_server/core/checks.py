@@ -32,16 +32,47 @@ def bearer(config: MockConfig, request: Request) -> None:
                        field="Authorization", headers=_CHALLENGE)
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def admin(config: MockConfig, request: Request) -> None:
+    """The admin API's guards: its token when one is set, then the browser rules.
+
+    A web page can make a browser send a "simple" cross-site request (a POST with a text/plain body,
+    say) without asking first, and a DNS-rebinding page can read answers. So a state-changing admin
+    request must be JSON and carry no foreign ``Origin``, and ``Host`` must name this mock.
+    """
     expected = config.admin_token
-    if expected is None:
+    if expected is not None:
+        given = request.headers.get("x-mock-admin-token")
+        if not given:
+            raise ApiError(401, "unauthorized", "The admin API needs the X-Mock-Admin-Token header",
+                           field="X-Mock-Admin-Token")
+        if not hmac.compare_digest(given, expected):
+            raise ApiError(403, "forbidden", "X-Mock-Admin-Token does not match", field="X-Mock-Admin-Token")
+    host = request.headers.get("host", "")
+    if config.allowed_hosts is not None and _hostname(host) not in config.allowed_hosts:
+        raise ApiError(403, "forbidden", f"Host {host!r} is not a name this mock answers admin requests for "
+                       f"({', '.join(config.allowed_hosts)}); add it with --allowed-host", field="Host")
+    if request.method in SAFE_METHODS:
         return
-    given = request.headers.get("x-mock-admin-token")
-    if not given:
-        raise ApiError(401, "unauthorized", "The admin API needs the X-Mock-Admin-Token header",
-                       field="X-Mock-Admin-Token")
-    if not hmac.compare_digest(given, expected):
-        raise ApiError(403, "forbidden", "X-Mock-Admin-Token does not match", field="X-Mock-Admin-Token")
+    mime = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if mime != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       f"State-changing admin requests must be Content-Type: application/json, got "
+                       f"{mime or 'none'} (a browser cannot send that cross-site without asking first)",
+                       field="Content-Type")
+    origin = request.headers.get("origin")
+    if origin is not None and origin.split("://", 1)[-1].rstrip("/") != host:
+        raise ApiError(403, "forbidden", f"Cross-site admin request refused: Origin {origin!r} is not this mock "
+                       f"({host or 'no Host'})", field="Origin")
+
+
+def _hostname(host: str) -> str:
+    """The name in a Host header, without its port (``[::1]:8080`` -> ``::1``)."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _reject_constant(name: str) -> Any:
@@ -59,9 +90,37 @@ def json_body(config: MockConfig, request: Request) -> Any:
         raise ApiError(415, "unsupported_media_type",
                        f"Content-Type must be application/json, got {ctype or 'none'}", field="Content-Type")
     try:
-        return json.loads(request.body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = json.loads(request.body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"Body is not valid JSON: {exc}") from None
+    if request.body.count(b"[") + request.body.count(b"{") > MAX_JSON_DEPTH and _depth(document) > MAX_JSON_DEPTH:
+        raise ApiError(400, "invalid_json", f"JSON is nested deeper than {MAX_JSON_DEPTH} levels, the mock's limit",
+                       field="/")
+    return document
+
+
+def object_body(config: MockConfig, request: Request) -> None:
+    """For requests whose body carries nothing (a reset): none, or a JSON object such as ``{}``."""
+    if request.body.strip() and not isinstance(json_body(config, request), dict):
+        raise ApiError(422, "validation_error", "the body, when there is one, is a JSON object such as {}",
+                       field="/")
+
+
+MAX_JSON_DEPTH = 32
+"""The deepest JSON body the mock reads (README, "Decisions"): no Synthflow body comes near it."""
+
+
+def _depth(document: Any) -> int:
+    """Nesting depth of arrays and objects, without recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in node if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _pointer(parts: list[str | int]) -> str:

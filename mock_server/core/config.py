@@ -17,6 +17,9 @@ class MockConfig:
     """Accepted API tokens; empty means any non-empty bearer token is accepted."""
     admin_token: str | None = None
     """When set, ``/_mock/*`` needs ``X-Mock-Admin-Token``. Required when bound beyond loopback."""
+    allowed_hosts: tuple[str, ...] | None = None
+    """Names the ``Host`` header of an admin request may carry; None (in-process doors) checks nothing.
+    ``serve`` sets the bound address, localhost and the loopback addresses, plus ``--allowed-host``."""
     allow_extra_fields: bool = False
     """Accept unknown top-level fields in the prepare_inbound body instead of answering 422."""
     max_body_bytes: int = 64 * 1024
@@ -28,6 +31,8 @@ class MockConfig:
     """Makes call ids reproducible."""
     policy: dict[str, Any] | None = None
     """Initial seeded global policy (outcome rates, latencies); see mock_server.core.outcomes."""
+    scenarios_limit: int = 1_000
+    """Queued scenarios with uses left, at most; each prepare reads them all."""
     journal_limit: int = 10_000
     calls_limit: int = 100_000
     journal_body_limit: int = 8 * 1024
@@ -75,6 +80,8 @@ def to_json(config: MockConfig) -> str:
 def from_json(text: str) -> MockConfig:
     data = json.loads(text)
     data["tokens"] = tuple(data.get("tokens", ()))
+    if data.get("allowed_hosts") is not None:
+        data["allowed_hosts"] = tuple(data["allowed_hosts"])
     return MockConfig(**data)
 
 

@@ -91,9 +91,10 @@ def _rewrite_refs(node: Any, owner: str) -> Any:
 
 
 @cache
-def openapi_bundle() -> dict[str, Any]:
-    """``contracts/openapi.json`` with every referenced schema file inlined under components."""
-    doc = _rewrite_refs(load("openapi.json"), "openapi.json")
+def openapi_bundle(name: str = "openapi.json") -> dict[str, Any]:
+    """An OpenAPI document from ``contracts/`` (the public one, or ``admin-openapi.json``) with every
+    schema file inlined under components."""
+    doc = _rewrite_refs(load(name), name)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name in schema_names():
         schemas[_component_name(name)] = _rewrite_refs(load(name), name)

@@ -6,15 +6,19 @@ document cannot hold (a ``datetime``, say) are written as ``str(value)``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=str)
+    try:
+        return orjson.dumps(value, default=str)
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits, say), the standard library writes
+        return json.dumps(value, default=str, separators=(",", ":")).encode()
 
 
 def dumps_text(value: Any) -> str:
     """For SQLite TEXT columns: bytes would be stored as a BLOB."""
-    return orjson.dumps(value, default=str).decode()
+    return dumps(value).decode()

@@ -235,7 +235,9 @@ def validate_policy(policy: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(policy, dict):
         raise ApiError(422, "validation_error", "policy must be an object", field="/")
     seed = policy.get("seed", 0)
-    if not isinstance(seed, int):
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
+    if not isinstance(seed, int) or isinstance(seed, bool):
         raise ApiError(422, "validation_error", "seed must be an integer", field="/seed")
     out: dict[str, Any] = {"seed": seed}
     for side, known in (("http", HTTP_OUTCOMES), ("sip", SIP_PLANS)):

@@ -28,7 +28,8 @@ class Route:
 
     @property
     def endpoint(self) -> str:
-        return self.handler.__name__
+        """A unique name: the kind and the handler's name (``http.prepare_inbound``, ``admin.openapi``)."""
+        return f"{self.kind}.{self.handler.__name__}"
 
     @property
     def is_admin(self) -> bool:
@@ -48,6 +49,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/_mock/scenarios", ("GET", "POST", "DELETE"), admin.scenarios, "admin"),
     Route("/_mock/policy", ("GET", "PUT"), admin.policy, "admin"),
     Route("/_mock/verify", ("POST",), admin.verify_journal, "admin"),
+    Route("/_mock/openapi.json", ("GET",), admin.openapi, "admin"),
 )
 
 

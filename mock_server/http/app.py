@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from mock_server.core import exchange
 from mock_server.core.backend import Backend
@@ -81,6 +81,13 @@ def create_app(config: MockConfig | None = None, backend: Backend | None = None)
     for route in ROUTES:
         app.add_url_rule(route.rule, endpoint=route.endpoint, view_func=_view(backend, route),
                          methods=list(route.methods), provide_automatic_options=False)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        """Anything that escapes the core (a bug in this module, say) is still a JSON 500."""
+        if isinstance(exc, HTTPException):
+            return exc.get_response()  # type: ignore[return-value]
+        return _to_flask(backend.crashed(_core_request(backend.config.max_body_bytes), exc))
 
     @app.errorhandler(NotFound)
     def not_found(_exc: NotFound) -> Response:

@@ -43,6 +43,9 @@ def check_exposure(host: str, config: MockConfig) -> None:
             )
 
 
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
 def _http_ready(host: str, port: int) -> bool:
     conn = http.client.HTTPConnection(host, port, timeout=0.5)
     try:
@@ -90,6 +93,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
           sip: bool = True) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
     check_exposure(host, config)
+    config = replace(config, allowed_hosts=(*LOCAL_NAMES, host, *(config.allowed_hosts or ())))
     listener = bind_http(host, http_port)
     http_port = listener.getsockname()[1]
     tmpdir = None
