@@ -79,7 +79,7 @@ def run_rate(http: str, sip_port: int, sip_pid: int, rate: int, secs: int, trans
     total = rate * secs
     ids: list[str] = []
     while len(ids) < total:
-        ids += post(f"{http}/_mock/prepare_bulk", {"count": min(50_000, total - len(ids)), "body": BODY})["call_ids"]
+        ids += post(f"{http}/_mock/prepare_bulk", {"count": min(5_000, total - len(ids)), "body": BODY})["call_ids"]
     inf = work / f"ids_{rate}.csv"
     inf.write_text("SEQUENTIAL\n" + "".join(f"{i};{i.replace('-', '')[:32]};\n" for i in ids))
     for old in work.glob("*_rtt.csv"):

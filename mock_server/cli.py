@@ -179,10 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
+        from mock_server.server.claims import Clash
         from mock_server.server.serve import serve
 
-        return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers,
-                     sip=not args.no_sip)
+        try:
+            return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers,
+                         sip=not args.no_sip)
+        except Clash as clash:
+            print(clash, file=sys.stderr)
+            return 2
     if args.command == "call":
         from mock_server.twilio_sim import simulate_call
 

@@ -121,6 +121,7 @@ class Backend:
             query=request.query, headers=request.headers, body=request.body,
             body_limit=self.config.journal_body_limit, remote=request.remote, status=response.status,
             outcome=result.outcome, reason=result.reason, call_id=result.call_id, error=error,
+            salt=self.config.redaction_salt,
         )
         entry["kind"] = kind
         call_json = response.body_bytes() if result.new_call is not None else None

@@ -33,6 +33,9 @@ class MockConfig:
     """Initial seeded global policy (outcome rates, latencies); see mock_server.core.outcomes."""
     scenarios_limit: int = 1_000
     """Queued scenarios with uses left, at most; each prepare reads them all."""
+    redaction_salt: str = field(default_factory=lambda: os.urandom(8).hex(), compare=False, repr=False)
+    """Salts the fingerprints that stand for credentials in the journal; one per server, shared by its
+    processes (it travels with the config)."""
     journal_limit: int = 10_000
     calls_limit: int = 100_000
     journal_body_limit: int = 8 * 1024

@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import replace
 
 from mock_server.core.config import CONFIG_ENV, MockConfig, to_json
+from mock_server.server import claims
 from mock_server.server.supervisor import ChildSpec, Supervisor
 
 
@@ -76,30 +77,26 @@ def _sip_ready(host: str, port: int) -> bool:
             return False
 
 
-def bind_http(host: str, port: int) -> socket.socket:
-    """The HTTP listening socket, bound here once and shared by every worker (no SO_REUSEPORT, so a
-    second instance on the same port is refused instead of silently taking half the traffic)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as exc:
-        raise SystemExit(f"synthflow-mock: cannot listen on HTTP {_fmt(host)}:{port}: {os.strerror(exc.errno or 0)}; "
-                         "is another server using it? Choose another port with --http-port") from None
-    sock.set_inheritable(True)
-    return sock
-
-
 def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 1,
           sip: bool = True) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
     check_exposure(host, config)
     config = replace(config, allowed_hosts=(*LOCAL_NAMES, host, *(config.allowed_hosts or ())))
-    listener = bind_http(host, http_port)
-    http_port = listener.getsockname()[1]
     tmpdir = None
     if config.store_path == ":memory:":
         tmpdir = tempfile.mkdtemp(prefix="synthflow-mock-")
         config = replace(config, store_path=os.path.join(tmpdir, "state.sqlite3"))
+    try:
+        store_lock = claims.claim_store(config.store_path)
+        claims.check_store(config.store_path)
+        if sip:
+            claims.check_sip_ports(config.sip_host, config.sip_port, config.sip_tls_port)
+        listener = claims.bind_http(host, http_port)
+    except claims.Clash:
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    http_port = listener.getsockname()[1]
     env = {**os.environ, CONFIG_ENV: to_json(config)}
     fd = listener.fileno()
     children = [ChildSpec(f"http worker {n}", [sys.executable, "-m", "mock_server.http.worker", str(fd)], env,
@@ -122,6 +119,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         return supervisor.run(ready, lambda: print(banner, file=sys.stderr, flush=True))
     finally:
         listener.close()
+        os.close(store_lock)
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mock_server.core.calls import CallEvent
+from mock_server.core.journal import redact_sip
 from mock_server.core.store import sip_journal_row
 from mock_server.sip.common import format_addr
 from mock_server.sip.peer import Peer
@@ -27,8 +28,9 @@ STATUS_MEMORY = 200_000
 
 class Recorder:
     def __init__(self, sink: Sink, schedule: Callable[[float, Callable[[], None]], Any], *, body_limit: int,
-                 flush_interval: float) -> None:
+                 flush_interval: float, salt: str = "") -> None:
         self.sink = sink
+        self.salt = salt
         self._schedule = schedule
         self.body_limit = body_limit
         self.flush_interval = flush_interval
@@ -48,7 +50,8 @@ class Recorder:
         if local is None:
             local = self._local_text[peer.local] = format_addr(peer.local)
         self._rows.append(sip_journal_row(
-            time.time(), call_id, data[:limit].decode("utf-8", "replace"), direction, peer.transport, local,
+            time.time(), call_id, redact_sip(data[:limit].decode("utf-8", "replace"), self.salt), direction,
+            peer.transport, local,
             format_addr(to or peer.remote), first_line, sip_call_id, decision, reason, extra))
         self._schedule_flush()
 

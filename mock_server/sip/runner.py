@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -71,7 +72,12 @@ async def _flush(endpoint: SipEndpoint) -> None:
 
 async def _serve_forever(config: MockConfig) -> None:
     store = Store(config.store_path, journal_limit=config.journal_limit, calls_limit=config.calls_limit)
-    server = await _start(store, config, writer_process=True)
+    try:
+        server = await _start(store, config, writer_process=True)
+    except OSError as exc:  # a port taken since the supervisor checked it: one line, not a traceback
+        print(f"synthflow-mock SIP: cannot listen on {config.sip_host}:{config.sip_port}: "
+              f"{os.strerror(exc.errno or 0)}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

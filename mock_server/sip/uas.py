@@ -82,7 +82,8 @@ class SipEndpoint:
         self.answers = AnswerCache()
         self.client_txs: dict[str, ClientTx] = {}
         self.recorder = Recorder(sink or ThreadSink(store), self.timers.call_later,
-                                 body_limit=config.journal_body_limit, flush_interval=config.sip_flush_ms / 1000)
+                                 body_limit=config.journal_body_limit, flush_interval=config.sip_flush_ms / 1000,
+                                 salt=config.redaction_salt)
         self._record = self.recorder.message
         self._change = self.recorder.change
 

@@ -1,0 +1,99 @@
+"""What one instance must own before it says ``ready``: its ports and its store.
+
+Each clash is refused in one line that names the port or file and what to do, and
+exits with status 2. Nothing here is left half-claimed: a failed check releases
+what the earlier ones took.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import sqlite3
+
+from mock_server.core.store import Store
+
+
+class Clash(Exception):
+    """A port or a store this instance cannot have; the CLI prints it as one line and exits 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"synthflow-mock: {message}")
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound here once and shared by every worker (no SO_REUSEPORT, so a
+    second instance on the same port is refused instead of silently taking half the traffic)."""
+    try:
+        sock = socket.create_server((host, port), family=_family(host), backlog=2048)
+    except OSError as exc:
+        raise Clash(f"cannot listen on HTTP {_fmt(host, port)}: {os.strerror(exc.errno or 0)}; is another server "
+                    "using it? Choose another port with --http-port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_sip_ports(host: str, port: int, tls_port: int | None) -> None:
+    """Bind what the SIP process will bind (UDP and TCP on the SIP port, TCP on the TLS port) and let go.
+
+    The SIP process binds again a moment later; if something takes a port in between, it says so
+    in one line too (``sip/runner.py``)."""
+    wanted = [("udp", socket.SOCK_DGRAM, port, "--sip-port"), ("tcp", socket.SOCK_STREAM, port, "--sip-port")]
+    if tls_port is not None:
+        wanted.append(("tls", socket.SOCK_STREAM, tls_port, "--sip-tls-port"))
+    for name, kind, number, flag in wanted:
+        with socket.socket(_family(host), kind) as sock:
+            if kind == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server does
+            try:
+                sock.bind((host, number))
+                if kind == socket.SOCK_STREAM:
+                    sock.listen(1)
+            except OSError as exc:
+                raise Clash(f"cannot listen on SIP {name} {_fmt(host, number)}: {os.strerror(exc.errno or 0)}; is "
+                            f"another SIP server using it? Choose another port with {flag}") from None
+
+
+def claim_store(path: str) -> int:
+    """Take the store for this instance: an exclusive lock held for its lifetime. Returns the lock's fd."""
+    lock_path = path + ".instance"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise Clash(f"cannot use the store {path}: {exc.strerror}; choose another --store") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise Clash(f"the store {path} is served by another synthflow-mock (pid {holder}); give this instance "
+                    "its own --store, or stop the other one") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def check_store(path: str) -> None:
+    """Open the store once: a file that is not a SQLite database, or a damaged one, fails now, by name."""
+    try:
+        store = Store(path)
+        try:
+            store.counters()
+            store.journal(limit=1)
+            store.list_calls(limit=1)
+        finally:
+            store.close()
+    except sqlite3.DatabaseError as exc:
+        raise Clash(f"the store {path} is not a usable SQLite database ({exc}); move it away or choose another "
+                    "--store") from None
+    except OSError as exc:
+        raise Clash(f"cannot open the store {path}: {exc.strerror or exc}; choose another --store") from None
