@@ -66,8 +66,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="HTTP answer latency: fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN_MS:SIGMA")
     p.add_argument("--sip-answer-latency", default=None, metavar="DIST",
                    help="time from 180 to 200 OK, same forms as --latency")
-    p.add_argument("--journal-limit", type=int, default=10_000)
-    p.add_argument("--calls-limit", type=int, default=100_000)
+    p.add_argument("--journal-limit", type=int, default=10_000, help="journal entries kept (default 10000)")
+    p.add_argument("--calls-limit", type=int, default=100_000, help="prepared calls kept (default 100000)")
+    p.add_argument("--journal-max-bytes", type=int, default=256 * 2**20,
+                   help="journal text kept, in bytes (default 256 MiB); the oldest entries go first")
+    p.add_argument("--calls-max-bytes", type=int, default=256 * 2**20,
+                   help="prepared calls' JSON kept, in bytes (default 256 MiB); the oldest calls go first")
     p.add_argument("--store", dest="store_path", default=":memory:",
                    help="SQLite file for shared state (default: a temporary file removed on exit)")
 

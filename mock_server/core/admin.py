@@ -17,8 +17,18 @@ JOURNAL_KINDS = ("http", "sip", "admin")
 
 
 def health(backend: Backend, request: Request) -> Result:
-    body = {"status": "ok", "version": __version__, "uptime_s": round(time.time() - backend.started, 3),
-            "store": backend.store.counters()}
+    """``ok``, or ``degraded`` with the cause when this HTTP worker or the SIP process cannot record."""
+    sip_cause = backend.store.shared.status()
+    http = backend.health.report()
+    degraded = not http["ok"] or sip_cause is not None
+    body = {"status": "degraded" if degraded else "ok", "version": __version__,
+            "uptime_s": round(time.time() - backend.started, 3),
+            "http": http, "sip": {"ok": sip_cause is None, "cause": sip_cause}}
+    try:
+        body["store"] = backend.store.counters()
+    except Exception as exc:  # health answers even when the store cannot be read
+        body["store"] = {"error": f"{type(exc).__name__}: {exc}"}
+        body["status"] = "degraded"
     return Result(Response(200, body))
 
 

@@ -21,6 +21,7 @@ from mock_server.core import calls, checks, contracts, outcomes
 from mock_server.core.config import MockConfig
 from mock_server.core.errors import ApiError
 from mock_server.core.exchange import Request, Response, Result, Write
+from mock_server.core.health import Health
 from mock_server.core.journal import http_entry
 from mock_server.core.routes import Route, url_map
 from mock_server.core.store import Store
@@ -33,13 +34,13 @@ class Backend:
 
     def __init__(self, config: MockConfig | None = None, store: Store | None = None) -> None:
         self.config = config or MockConfig()
-        self.store = store or Store(self.config.store_path, journal_limit=self.config.journal_limit,
-                                    calls_limit=self.config.calls_limit)
+        self.store = store or Store.for_config(self.config)
         self.ids = calls.IdSource(self.config.seed)
         self.started = time.time()
         self.url_map = url_map()
         self.request_validator = contracts.fast_validator(
             "prepare-inbound-request.schema.json", self.config.allow_extra_fields)
+        self.health = Health(f"the HTTP side (pid {os.getpid()})")
         self._validators: dict[str, Any] = {}
         self._policy_version = -1
         self._policy_cache: dict[str, Any] | None = None
@@ -128,9 +129,32 @@ class Backend:
         write = Write(entry, result.new_call, result.plan, call_json)
         if request.writes is not None:
             request.writes.append(write)  # the door commits it with others before it answers
-        else:
+            return response
+        try:
             self.store.write([write])
+        except Exception as exc:
+            return self.unrecorded(response, exc, stateful=write.call is not None)
+        self.health.recovered()
         return response
+
+    def unrecorded(self, response: Response, exc: Exception, *, stateful: bool) -> Response:
+        """What to answer when a request's record could not be written.
+
+        An answer that created state (a prepared call) is refused with a 503 naming the cause: the
+        mock never answers 2xx for something it did not record. Any other answer still goes out
+        (health and the admin reads keep working on a full disk), and its lost entry is counted.
+        """
+        request_id = response.headers.get("X-Request-Id", "")
+        if not stateful:
+            self.health.failed(exc, unrecorded=1)
+            response.headers["X-Mock-Journal"] = "not recorded"
+            return response
+        self.health.failed(exc, refused=1)
+        err = ApiError(503, "service_unavailable",
+                       f"The mock could not record this request ({type(exc).__name__}: {exc}), so it refuses it "
+                       "rather than answer without a record; GET /_mock/health says more", headers={"Retry-After": "1"})
+        return Response(503, err.body(request_id), {**err.headers, "X-Request-Id": request_id,
+                                                    "X-Content-Type-Options": "nosniff"})
 
     # -- the outcome engine's inputs --------------------------------------------------
     def decide(self, request: Request, body: dict[str, Any]) -> outcomes.Decision:

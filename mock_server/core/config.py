@@ -38,6 +38,10 @@ class MockConfig:
     processes (it travels with the config)."""
     journal_limit: int = 10_000
     calls_limit: int = 100_000
+    journal_max_bytes: int = 256 * 2**20
+    """The journal's text (entries and raw SIP messages) in bytes, at most; the oldest go first."""
+    calls_max_bytes: int = 256 * 2**20
+    """The prepared calls' JSON in bytes, at most; the oldest go first."""
     journal_body_limit: int = 8 * 1024
     """Bytes of each request body kept in the journal; longer bodies are cut and marked."""
     store_path: str = ":memory:"

@@ -17,8 +17,9 @@ import struct
 import threading
 
 _SLOT = struct.Struct("<Q")
-_VERSION, _DRAWS = 0, 8
-_SIZE = 16
+_VERSION, _DRAWS, _STATUS = 0, 8, 16
+_STATUS_BYTES = 496
+_SIZE = _STATUS + _STATUS_BYTES
 
 
 class SharedCounters:
@@ -30,6 +31,7 @@ class SharedCounters:
         self._map: mmap.mmap | None = None
         self._pid = -1
         self._local = [0, 0]
+        self._status: str | None = None
         self._open()
 
     def _open(self) -> None:
@@ -48,6 +50,22 @@ class SharedCounters:
         if self._map is None:
             return self._local[0]
         return _SLOT.unpack_from(self._map, _VERSION)[0]
+
+    def set_status(self, cause: str | None) -> None:
+        """The SIP process's word on its journal writer: None when it records, else why not. Written into
+        the mapped file, so it needs no disk space and every HTTP worker's health can read it."""
+        data = (cause or "").encode()[:_STATUS_BYTES - 1]
+        with self._lock:
+            if self._map is None:
+                self._status = cause
+                return
+            self._map[_STATUS:_STATUS + _STATUS_BYTES] = data.ljust(_STATUS_BYTES, b"\0")
+
+    def status(self) -> str | None:
+        if self._map is None:
+            return self._status
+        raw = bytes(self._map[_STATUS:_STATUS + _STATUS_BYTES]).rstrip(b"\0")
+        return raw.decode(errors="replace") or None
 
     def draws(self) -> int:
         """How many draws were taken since the policy was last set."""

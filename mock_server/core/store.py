@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO counters(name, value) VALUES ('journal_evicted', 0), ('calls_evicted', 0);
+INSERT OR IGNORE INTO counters(name, value) VALUES ('journal_evicted', 0), ('calls_evicted', 0),
+    ('journal_bytes', 0), ('calls_bytes', 0);
 CREATE TABLE IF NOT EXISTS scenarios (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     match     TEXT NOT NULL,
@@ -94,6 +95,7 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 JsonDict = dict[str, Any]
+_EVENTS_OF_EVICTED_CALLS = "DELETE FROM call_events WHERE call_id IN (SELECT id FROM calls WHERE seq <= ?)"
 _STATUS = ("COALESCE((SELECT e.status FROM call_events e WHERE e.call_id = calls.id AND e.status IS NOT NULL "
            "ORDER BY e.seq DESC LIMIT 1), calls.status)")
 """A call's current status: its newest lifecycle event's, else the one it was prepared with."""
@@ -111,12 +113,21 @@ class Store:
     is reopened after ``fork`` so pre-fork servers can share the object.
     """
 
-    def __init__(self, path: str = ":memory:", *, journal_limit: int = 10_000, calls_limit: int = 100_000) -> None:
+    @classmethod
+    def for_config(cls, config: Any) -> Store:
+        """The store a :class:`~mock_server.core.config.MockConfig` describes."""
+        return cls(config.store_path, journal_limit=config.journal_limit, calls_limit=config.calls_limit,
+                   journal_max_bytes=config.journal_max_bytes, calls_max_bytes=config.calls_max_bytes)
+
+    def __init__(self, path: str = ":memory:", *, journal_limit: int = 10_000, calls_limit: int = 100_000,
+                 journal_max_bytes: int = 256 * 2**20, calls_max_bytes: int = 256 * 2**20) -> None:
         if journal_limit < 1 or calls_limit < 1:
             raise ValueError("store limits must be at least 1")
         self.path = path
         self.journal_limit = journal_limit
         self.calls_limit = calls_limit
+        self.journal_max_bytes = journal_max_bytes
+        self.calls_max_bytes = calls_max_bytes
         self._lock = threading.RLock()
         """Serialises writers within this process (flock only excludes other processes)."""
         self._pid = -1
@@ -126,8 +137,9 @@ class Store:
         self._checkpointer: tuple[threading.Event, threading.Thread] | None = None
         self._connection()  # create the schema now, so a bad path fails at start-up
         self.shared = SharedCounters(None if self.in_memory else path + ".counters")
-        self._journal_due = _BoundCheck(journal_limit)
-        self._calls_due = _BoundCheck(calls_limit)
+        self._journal_due = _Bound("journal", "LENGTH(COALESCE(entry, raw, ''))", journal_limit, journal_max_bytes)
+        self._calls_due = _Bound("calls", "LENGTH(data) + LENGTH(COALESCE(plan, ''))", calls_limit, calls_max_bytes,
+                                 cleanup=_EVENTS_OF_EVICTED_CALLS)
         self._settings_seen: tuple[int, tuple[int, int]] | None = None
 
     # -- connection -------------------------------------------------------------
@@ -248,30 +260,20 @@ class Store:
         self._append_journal_many(conn, [entry])
 
     def _append_journal_many(self, conn: sqlite3.Connection, entries: list[Any]) -> None:
-        conn.executemany(_JOURNAL_INSERT, [self._journal_row(e) for e in entries])
-        if self._journal_due.add(len(entries)):
-            self._evict_journal(conn)
+        rows = [self._journal_row(e) for e in entries]
+        conn.executemany(_JOURNAL_INSERT, rows)
+        if self._journal_due.add(len(rows), sum(len(r[4] or r[5] or "") for r in rows)):
+            self._journal_due.enforce(conn)
 
-    def _evict_journal(self, conn: sqlite3.Connection) -> None:
-        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()[0]
-        if seq > self.journal_limit:
-            gone = conn.execute("DELETE FROM journal WHERE seq <= ?", (seq - self.journal_limit,)).rowcount
-            if gone:
-                conn.execute("UPDATE counters SET value = value + ? WHERE name = 'journal_evicted'", (gone,))
+    def _insert_calls(self, conn: sqlite3.Connection, call_rows: list[tuple[Any, ...]]) -> None:
+        conn.executemany("INSERT INTO calls(id, status, data, plan) VALUES (?, ?, ?, ?)", call_rows)
+        if self._calls_due.add(len(call_rows), sum(len(r[2]) + len(r[3] or "") for r in call_rows)):
+            self._calls_due.enforce(conn)
 
     def record(self, *entries: JsonDict) -> None:
         """Append journal entries (each a JSON-able dict with at least ``time`` and ``kind``)."""
         with self._transaction() as conn:
             self._append_journal_many(conn, list(entries))
-
-    def _evict_calls(self, conn: sqlite3.Connection, last_seq: int) -> None:
-        if last_seq <= self.calls_limit:
-            return
-        cutoff = last_seq - self.calls_limit
-        conn.execute("DELETE FROM call_events WHERE call_id IN (SELECT id FROM calls WHERE seq <= ?)", (cutoff,))
-        gone = conn.execute("DELETE FROM calls WHERE seq <= ?", (cutoff,)).rowcount
-        if gone:
-            conn.execute("UPDATE counters SET value = value + ? WHERE name = 'calls_evicted'", (gone,))
 
     def write(self, writes: list[Write]) -> None:
         """Store the writes of one or more requests in one transaction (group commit): their calls and
@@ -286,25 +288,17 @@ class Store:
         return call_rows, [self._journal_row(w.entry) for w in writes]
 
     def write_rows(self, call_rows: list[tuple[Any, ...]], journal_rows: list[tuple[Any, ...]]) -> None:
-        """Insert rows from :meth:`rows_for` in one transaction. Little Python runs here, so a writer thread
-        calling it holds the GIL only briefly."""
+        """Insert rows from :meth:`rows_for` in one transaction."""
         with self._transaction() as conn:
             if call_rows:
-                conn.executemany("INSERT INTO calls(id, status, data, plan) VALUES (?, ?, ?, ?)", call_rows)
-                if self._calls_due.add(len(call_rows)):
-                    self._evict_calls(conn, conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'calls'")
-                                      .fetchone()[0])
+                self._insert_calls(conn, call_rows)
             self._append_journal_many(conn, journal_rows)
 
     def add_calls(self, new_calls: list[JsonDict], journal_entry: JsonDict) -> None:
         """Store many calls and one journal entry in one transaction (bulk pre-registration)."""
         with self._transaction() as conn:
-            cur = conn.executemany(
-                "INSERT INTO calls(id, status, data) VALUES (?, ?, ?)",
-                [(c["synthflow_call_id"], c["call_status"], json.dumps(c)) for c in new_calls],
-            )
-            del cur
-            self._evict_calls(conn, conn.execute("SELECT MAX(seq) FROM calls").fetchone()[0] or 0)
+            self._insert_calls(conn, [(c["synthflow_call_id"], c["call_status"], jsonio.dumps_text(c), None)
+                                      for c in new_calls])
             self._append_journal(conn, journal_entry)
 
     def apply(self, entries: list[Any], events: list[CallEvent]) -> None:
@@ -492,24 +486,52 @@ class Store:
         return counts
 
 
-class _BoundCheck:
-    """When to enforce a bound: after a sixteenth of it was written by this process since the last check.
+class _Bound:
+    """One table's bounds, by rows and by bytes, and when to enforce them.
 
-    Checking costs a read (and, once full, a delete) per commit; amortised this way a table may hold
-    up to a sixteenth more rows per writing process before the oldest go. Small bounds (under 32) are
-    checked on every write, so they hold exactly.
+    Enforcing costs reads (and, once full, a delete) per commit. So this process enforces a bound
+    after a sixteenth of it was written since its last check: a table may hold up to a sixteenth
+    more per writing process before its oldest rows go. Small bounds (under 32 rows) are checked on
+    every write, so they hold exactly. Bytes are the text of each row (its JSON or raw message), kept
+    as a running total in ``counters``; evictions of either kind are counted.
     """
 
-    def __init__(self, limit: int) -> None:
-        self.every = max(1, limit // 16) if limit >= 32 else 1
+    def __init__(self, table: str, size_sql: str, rows: int, max_bytes: int, cleanup: str | None = None) -> None:
+        self.table, self.size_sql, self.rows, self.max_bytes, self.cleanup = table, size_sql, rows, max_bytes, cleanup
+        self.every = max(1, rows // 16) if rows >= 32 else 1
+        self.every_bytes = max(1, max_bytes // 16)
         self.written = 0
+        self.pending_bytes = 0
 
-    def add(self, rows: int) -> bool:
+    def add(self, rows: int, size: int) -> bool:
         self.written += rows
-        if self.written >= self.every:
-            self.written = 0
-            return True
-        return False
+        self.pending_bytes += size
+        return self.written >= self.every or self.pending_bytes >= self.every_bytes
+
+    def enforce(self, conn: sqlite3.Connection) -> None:
+        table = self.table
+        conn.execute(f"UPDATE counters SET value = value + ? WHERE name = '{table}_bytes'", (self.pending_bytes,))
+        self.written = self.pending_bytes = 0
+        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+        cutoff = (last[0] - self.rows) if last else 0
+        total = conn.execute(f"SELECT value FROM counters WHERE name = '{table}_bytes'").fetchone()[0]
+        if total > self.max_bytes:  # oldest rows until the rest fits
+            over, freed = total - self.max_bytes, 0
+            for seq, size in conn.execute(f"SELECT seq, {self.size_sql} FROM {table} ORDER BY seq"):
+                freed += size
+                if freed >= over:
+                    cutoff = max(cutoff, seq)
+                    break
+        if cutoff <= 0:
+            return
+        freed = conn.execute(f"SELECT COALESCE(SUM({self.size_sql}), 0) FROM {table} WHERE seq <= ?",
+                             (cutoff,)).fetchone()[0]
+        if self.cleanup:
+            conn.execute(self.cleanup, (cutoff,))
+        gone = conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (cutoff,)).rowcount
+        if gone:
+            conn.execute(f"UPDATE counters SET value = value + ? WHERE name = '{table}_evicted'", (gone,))
+            conn.execute(f"UPDATE counters SET value = MAX(0, value - ?) WHERE name = '{table}_bytes'", (freed,))
 
 
 def sip_journal_row(time_s: float, call_id: str | None, raw: str, direction: str, transport: str, local: str,

@@ -41,7 +41,7 @@ from typing import Any
 import httptools
 
 from mock_server.core.backend import Backend
-from mock_server.core.exchange import Request, Write
+from mock_server.core.exchange import Request, Response, Write
 
 FRONT_KEY = "synthflow_mock.front"
 """The environ key under which the front hands the app a :class:`FrontContext`."""
@@ -124,9 +124,28 @@ class Front:
         batch, self._pending = self._pending, []
         writes = [w for _, answer in batch for w in answer.context.writes]
         if writes:
-            self.backend.store.write(writes)
+            try:
+                self.backend.store.write(writes)
+            except Exception as exc:
+                batch = [(conn, self._unrecorded(answer, exc)) for conn, answer in batch]
+            else:
+                self.backend.health.recovered()
         for conn, answer in batch:
             conn.deliver(answer)
+
+    def _unrecorded(self, answer: _Answer, exc: Exception) -> _Answer:
+        """The backend's rule for an answer whose record was lost, applied to an answer already rendered."""
+        stateful = any(w.call is not None for w in answer.context.writes)
+        headers = dict(answer.headers)
+        kept = Response(int(answer.status_line.split()[1]), answer.body, headers)
+        decided = self.backend.unrecorded(kept, exc, stateful=stateful)
+        if decided is kept:
+            answer.headers = list(decided.headers.items())
+            return answer
+        status = f"{decided.status} Service Unavailable"
+        return _Answer(f"HTTP/1.1 {status}\r\n".encode(), [("Content-Type", "application/json"),
+                                                            *decided.headers.items()],
+                       decided.body_bytes(), FrontContext(), answer.keep_alive, answer.due)
 
     def close(self) -> None:
         for conn in list(self.connections):

@@ -71,7 +71,7 @@ async def _flush(endpoint: SipEndpoint) -> None:
 
 
 async def _serve_forever(config: MockConfig) -> None:
-    store = Store(config.store_path, journal_limit=config.journal_limit, calls_limit=config.calls_limit)
+    store = Store.for_config(config)
     try:
         server = await _start(store, config, writer_process=True)
     except OSError as exc:  # a port taken since the supervisor checked it: one line, not a traceback

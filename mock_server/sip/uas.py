@@ -232,6 +232,14 @@ class SipEndpoint:
             self._on_reinvite(msg, data, peer, key, to_tag)
             return
         reply_to = reply_address(msg, peer)
+        failure = self.recorder.sink.failure
+        if failure is not None:  # never take a call that cannot be recorded
+            self._record("in", peer, data, msg.first_line(), call_id=None, sip_call_id=sip_call_id,
+                         decision="refused: cannot record", reason=failure)
+            self._send_response(msg, peer, reply_to, 503, "Journal Store Failing", to_tag=random_token(4),
+                                extra=[("Warning", f"399 synthflow-mock {quoted(failure)}"), ("Retry-After", "5")],
+                                call_id=None)
+            return
         require = [o.strip() for o in msg.get_all("require") if o.strip() not in SUPPORTED]
         if require:
             self._record("in", peer, data, msg.first_line(), call_id=None, sip_call_id=sip_call_id,
