@@ -1,4 +1,4 @@
-"""The ``synthflow-mock`` command line."""
+"""The synthflow-mock command line: serve, call, lint, xei, config."""
 
 from __future__ import annotations
 
@@ -7,21 +7,37 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mock_server import cli_lint
+from mock_server import __version__, cli_lint, cli_settings
 from mock_server.core.config import MockConfig, config_from_values
+
+DESCRIPTION = ("A local stand-in for Synthflow's inbound SIP-trunk flow: the prepare_inbound API, a SIP trunk "
+               "that checks X-EI, contracts, a Twilio simulator and lint. Every serve option can also come from "
+               "SYNTHFLOW_MOCK_<OPTION> in the environment or from a TOML file given with --config; a flag wins "
+               "over the environment, which wins over the file.")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("serve", help="run the HTTP mock and the SIP endpoint")
-    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    p.add_argument("--http-port", type=int, default=8080)
-    p.add_argument("--sip-host", default=None, help="SIP bind address (default: --host)")
-    p.add_argument("--sip-port", type=int, default=32681, help="SIP UDP+TCP port (default 32681, as Synthflow)")
+    p = sub.add_parser("serve", help="run the HTTP mock and the SIP endpoint", allow_abbrev=False,
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Run the HTTP mock and the SIP endpoint until Ctrl-C.")
+    add_serve_arguments(p)
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of serve (also taken by 'config show')."""
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML file of serve options (keys as the long flags, e.g. http-port = 8081)")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
+    p.add_argument("--http-port", type=int, default=8080, help="HTTP port (0: any free one)")
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="serve the HTTP API over HTTPS with this cert")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="the key for --tls-cert")
+    p.add_argument("--sip-host", default=None, help="SIP bind address (none: the same as --host)")
+    p.add_argument("--sip-port", type=int, default=32681, help="SIP UDP+TCP port, as Synthflow's trunk")
     p.add_argument("--no-sip", action="store_true", help="HTTP only")
     p.add_argument("--sip-tls-port", type=int, default=None, help="also serve SIP over TLS on this port (e.g. 32682)")
     p.add_argument("--sip-tls-cert", default=None, help="PEM certificate for --sip-tls-port")
     p.add_argument("--sip-tls-key", default=None, help="PEM key for --sip-tls-port")
-    p.add_argument("--sip-t1-ms", type=int, default=500, help="SIP timer T1 (default 500 ms, RFC 3261)")
+    p.add_argument("--sip-t1-ms", type=int, default=500, help="SIP timer T1 in ms (RFC 3261)")
     p.add_argument("--sip-ring-ms", type=int, default=0, help="delay before 180 Ringing")
     p.add_argument("--sip-answer-ms", type=int, default=0, help="delay between 180 and 200 OK")
     p.add_argument("--sip-require-xei", action="store_true",
@@ -32,14 +48,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="override a SIP answer, e.g. unknown_call=480 (cases: "
                         "unknown_call, failed_call, busy, used_call, bad_xei, missing_xei)")
     p.add_argument("--workers", type=int, default=1,
-                   help="HTTP worker processes sharing the port (default 1: waiting holds no worker, and on 2 cores "
-                        "one worker beside the SIP process measures best; see bench/RESULTS.md)")
+                   help="HTTP worker processes sharing the port; waiting holds no worker, and on 2 cores one worker "
+                        "beside the SIP process measures best (bench/RESULTS.md)")
     p.add_argument("--http-header-timeout-s", type=float, default=10.0,
-                   help="a request's headers must arrive within this long, else 408 (default 10)")
+                   help="a request's headers must arrive within this long, else 408")
     p.add_argument("--http-body-timeout-s", type=float, default=10.0,
-                   help="a request's body must arrive within this long of its headers, else 408 (default 10)")
+                   help="a request's body must arrive within this long of its headers, else 408")
     p.add_argument("--http-idle-timeout-s", type=float, default=75.0,
-                   help="close a keep-alive connection idle this long (default 75)")
+                   help="close a keep-alive connection idle this long")
     p.add_argument("--token", dest="tokens", action="append", default=[],
                    help="accepted API token (repeatable); with none, any non-empty bearer token is accepted")
     p.add_argument("--admin-token", default=None,
@@ -48,15 +64,15 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--admin-token-file", default=None, metavar="PATH",
                    help="read the admin token from this file (first line)")
     p.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
-                   help="also accept admin requests whose Host is NAME (default: the bound address and localhost)")
-    p.add_argument("--scenarios-limit", type=int, default=1000, help="queued scenarios at most (default 1000)")
+                   help="also accept admin requests whose Host is NAME (the bound address and localhost always are)")
+    p.add_argument("--scenarios-limit", type=int, default=1000, help="queued scenarios at most")
     p.add_argument("--outcome", dest="default_outcome", choices=["registered", "failed"], default="registered",
                    help="default prepare_inbound outcome (per request: 'Prefer: outcome=failed')")
     p.add_argument("--failed-status", type=int, choices=[200, 503], default=200,
-                   help="HTTP status of the failed (outage) answer (default 200)")
+                   help="HTTP status of the failed (outage) answer")
     p.add_argument("--allow-extra-fields", action="store_true",
                    help="accept unknown fields in the prepare_inbound body instead of 422")
-    p.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    p.add_argument("--max-body-bytes", type=int, default=64 * 1024, help="request bodies above this get 413")
     p.add_argument("--seed", type=int, default=None, help="reproducible call ids and fault draws")
     p.add_argument("--outcome-rate", action="append", default=[], metavar="OUTCOME=SHARE",
                    help="seeded global HTTP fault rate, e.g. failed=0.1 (repeatable; see README)")
@@ -66,14 +82,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="HTTP answer latency: fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN_MS:SIGMA")
     p.add_argument("--sip-answer-latency", default=None, metavar="DIST",
                    help="time from 180 to 200 OK, same forms as --latency")
-    p.add_argument("--journal-limit", type=int, default=10_000, help="journal entries kept (default 10000)")
-    p.add_argument("--calls-limit", type=int, default=100_000, help="prepared calls kept (default 100000)")
+    p.add_argument("--journal-limit", type=int, default=10_000, help="journal entries kept")
+    p.add_argument("--calls-limit", type=int, default=100_000, help="prepared calls kept")
     p.add_argument("--journal-max-bytes", type=int, default=256 * 2**20,
-                   help="journal text kept, in bytes (default 256 MiB); the oldest entries go first")
+                   help="journal text kept, in bytes; the oldest entries go first")
     p.add_argument("--calls-max-bytes", type=int, default=256 * 2**20,
-                   help="prepared calls' JSON kept, in bytes (default 256 MiB); the oldest calls go first")
+                   help="prepared calls' JSON kept, in bytes; the oldest calls go first")
     p.add_argument("--store", dest="store_path", default=":memory:",
-                   help="SQLite file for shared state (default: a temporary file removed on exit)")
+                   help="SQLite file for shared state, kept on exit; :memory: is a temporary file removed on exit")
 
 
 def _sip_codes(pairs: list[str]) -> dict[str, int]:
@@ -160,20 +176,35 @@ def _config_from(args: argparse.Namespace) -> MockConfig:
     return config_from_values(values)
 
 
+def standalone_serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthflow-mock serve", allow_abbrev=False,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_serve_arguments(parser)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synthflow-mock", description=__doc__)
+    parser = argparse.ArgumentParser(prog="synthflow-mock", description=DESCRIPTION, allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"synthflow-mock {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    config = sub.add_parser("config", help="show the effective serve configuration and where each value came from")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                 help="print each serve option, its value and its source (flag, env, file, default)")
+    add_serve_arguments(show)
     cli_lint.add_parsers(sub)
-    call = sub.add_parser("call", help="play Twilio: call your webhook, read its TwiML, dial the SIP trunk")
+    call = sub.add_parser("call", help="play Twilio: call your webhook, read its TwiML, dial the SIP trunk",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     call.add_argument("--webhook", required=True, help="your voice webhook URL")
     call.add_argument("--from", dest="from_number", required=True, help="caller number (E.164)")
     call.add_argument("--to", dest="to_number", required=True, help="called number (E.164)")
-    call.add_argument("--method", choices=["POST", "GET"], default="POST")
-    call.add_argument("--auth-token", default=os.environ.get("TWILIO_AUTH_TOKEN"),
-                      help="sign the webhook with X-Twilio-Signature (default: $TWILIO_AUTH_TOKEN)")
+    call.add_argument("--method", choices=["POST", "GET"], default="POST", help="how your webhook is called")
+    call.add_argument("--auth-token", default=None,
+                      help="sign the webhook with X-Twilio-Signature (none: $TWILIO_AUTH_TOKEN, if set)")
     call.add_argument("--mock-url", default="http://127.0.0.1:8080", help="the mock's HTTP address")
-    call.add_argument("--admin-token", default=os.environ.get("SYNTHFLOW_MOCK_ADMIN_TOKEN"))
+    call.add_argument("--admin-token", default=None,
+                      help="the mock's admin token, if it has one (none: $SYNTHFLOW_MOCK_ADMIN_TOKEN, if set)")
     call.add_argument("--sip-target", default="127.0.0.1:32681",
                       help="where Synthflow's termination host is dialled instead (HOST:PORT)")
     call.add_argument("--hold-ms", type=int, default=300, help="time between ACK and BYE")
@@ -181,13 +212,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
+    command = args.command
+    if command in ("serve", "config"):
+        rest = argv[argv.index(command) + 1:]
+        if command == "config":
+            rest = rest[rest.index("show") + 1:]
+        try:
+            args, sources = cli_settings.resolve(standalone_serve_parser(), rest)
+            config = _config_from(args)
+        except cli_settings.SettingsError as exc:
+            print(f"synthflow-mock: {exc}", file=sys.stderr)
+            return 2
+        if command == "config":
+            print(cli_settings.show(args, sources))
+            return 0
         from mock_server.server.claims import Clash
         from mock_server.server.serve import serve
 
         try:
-            return serve(_config_from(args), host=args.host, http_port=args.http_port, workers=args.workers,
+            return serve(config, host=args.host, http_port=args.http_port, workers=args.workers,
                          sip=not args.no_sip)
         except Clash as clash:
             print(clash, file=sys.stderr)
@@ -198,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host, _, port = args.sip_target.rpartition(":")
         report = simulate_call(args.webhook, args.from_number, args.to_number, mock_url=args.mock_url,
                                sip_target=(host.strip("[]"), int(port)), method=args.method,
-                               auth_token=args.auth_token, admin_token=args.admin_token, hold_s=args.hold_ms / 1000)
+                               auth_token=args.auth_token or os.environ.get("TWILIO_AUTH_TOKEN"),
+                               admin_token=args.admin_token or os.environ.get("SYNTHFLOW_MOCK_ADMIN_TOKEN"),
+                               hold_s=args.hold_ms / 1000)
         print(report.render())
         return 0 if report.ok else 1
     return cli_lint.run(args)

@@ -107,3 +107,15 @@ def test_cli_prints_the_report_and_exits_non_zero_on_failure(flask_webhook, synt
                           "--sip-target", f"127.0.0.1:{synthflow_server.sip_port}"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "[FAIL] prepare_inbound called" in bad.stdout
+
+
+def test_the_simulators_signature_is_the_one_twilio_python_validates():
+    from twilio.request_validator import RequestValidator
+
+    from mock_server.twilio_sim import sign
+
+    params = {"CallSid": "CA123", "From": "+15075785607", "To": "+15551234567", "Direction": "inbound"}
+    url = "https://example.com/voice?x=1"
+    signature = sign(url, params, "secret-token")
+    assert signature == RequestValidator("secret-token").compute_signature(url, params)
+    assert RequestValidator("secret-token").validate(url, params, signature)

@@ -67,6 +67,9 @@ class MockConfig:
     """SIP journal entries and call state changes are written in batches at most this long after they happen."""
     sip_tcp_idle_s: float = 60.0
     """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
+    tls_cert: str | None = None
+    """PEM certificate: the HTTP API is served over HTTPS (with ``tls_key``)."""
+    tls_key: str | None = None
     http_header_timeout_s: float = 10.0
     """A request's headers must arrive within this long of its first byte, or it gets 408."""
     http_body_timeout_s: float = 10.0
@@ -75,7 +78,7 @@ class MockConfig:
     """A keep-alive connection with no request for this long is closed."""
 
 
-CONFIG_ENV = "SYNTHFLOW_MOCK_CONFIG"
+CONFIG_ENV = "SYNTHFLOW_MOCK_CHILD_CONFIG_JSON"
 """The environment variable through which ``serve`` hands its configuration to child processes."""
 
 

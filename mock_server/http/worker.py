@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -20,6 +21,15 @@ from mock_server.core.config import MockConfig, config_from_env
 from mock_server.http.app import create_app
 from mock_server.http.front import Front, FrontSettings
 from mock_server.server.loops import new_event_loop
+
+
+def tls_context(config: MockConfig) -> ssl.SSLContext | None:
+    """HTTPS for the API when a certificate is configured."""
+    if not config.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
 
 
 def front_settings(config: MockConfig) -> FrontSettings:
@@ -34,7 +44,7 @@ async def serve_on(sock: socket.socket, config: MockConfig, stop: asyncio.Event,
     backend = Backend(config)
     backend.store.checkpoint_in_background()
     front = Front(create_app(backend=backend), backend, front_settings(config), loop)
-    server = await loop.create_server(front.protocol, sock=sock, backlog=2048)
+    server = await loop.create_server(front.protocol, sock=sock, backlog=2048, ssl=tls_context(config))
     if on_ready is not None:
         on_ready(backend)
     try:

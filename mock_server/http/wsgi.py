@@ -1,7 +1,7 @@
 """WSGI entry point for worker processes started by the production server.
 
 The parent (``synthflow-mock serve``) hands the configuration over in the
-``SYNTHFLOW_MOCK_CONFIG`` environment variable (``core/config.py``); every worker
+``CONFIG_ENV`` environment variable (``core/config.py``); every worker
 opens the same store, so all of them see the same calls and journal.
 """
 

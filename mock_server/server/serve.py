@@ -16,6 +16,7 @@ import ipaddress
 import os
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 from dataclasses import replace
@@ -47,8 +48,12 @@ def check_exposure(host: str, config: MockConfig) -> None:
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def _http_ready(host: str, port: int) -> bool:
-    conn = http.client.HTTPConnection(host, port, timeout=0.5)
+def _http_ready(host: str, port: int, tls: bool = False) -> bool:
+    if tls:  # the supervisor only asks whether it answers; the certificate is the client's business
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, timeout=0.5, context=ssl._create_unverified_context())
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=0.5)
     try:
         conn.request("GET", "/_mock/health")
         return conn.getresponse().status in (200, 401, 403)
@@ -106,13 +111,15 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         children.append(ChildSpec("sip", [sys.executable, "-m", "mock_server.sip.runner"], env))
         tls = f", tls {_fmt(config.sip_host)}:{config.sip_tls_port}" if config.sip_tls_port else ""
         sip_text = f", SIP udp+tcp {_fmt(config.sip_host)}:{config.sip_port}{tls}"
-    banner = (f"synthflow-mock ready: HTTP http://{_fmt(host)}:{http_port} ({workers} worker(s)){sip_text}, "
+    scheme = "https" if config.tls_cert else "http"
+    banner = (f"synthflow-mock ready: HTTP {scheme}://{_fmt(host)}:{http_port} ({workers} worker(s)){sip_text}, "
               f"store {config.store_path}")
     probe_host = _probe_host(host)
     sip_probe_host = _probe_host(config.sip_host)
 
     def ready() -> bool:
-        return _http_ready(probe_host, http_port) and (not sip or _sip_ready(sip_probe_host, config.sip_port))
+        http_up = _http_ready(probe_host, http_port, tls=bool(config.tls_cert))
+        return http_up and (not sip or _sip_ready(sip_probe_host, config.sip_port))
 
     try:
         supervisor = Supervisor(children)
