@@ -82,6 +82,7 @@ class Supervisor:
     def wait_ready(self, probe: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            self._replace_dead()  # an HTTP worker that dies while the others start is replaced, not fatal
             if self._stop_requested or self.failed():
                 return False
             if probe():

@@ -160,6 +160,10 @@ class ProcessSink:
         self.restarts = 0
         self.store_failure: str | None = None
         self._lock = threading.RLock()
+        """Guards the bookkeeping; held only for moments, so the event loop may take it."""
+        self._pipe_lock = threading.Lock()
+        """Guards the pipe to the writer. A send can block while the writer is busy retrying, so only the
+        sender thread and a restart take it, never the event loop."""
         self._start_writer()
 
     def _start_writer(self) -> None:
@@ -211,12 +215,15 @@ class ProcessSink:
                     future.set_exception(WriterGone("the SIP journal writer process exited"))
                 self._waiting.clear()
                 return
+        with self._pipe_lock:
             self.restarts += 1
             self._process.join(1)
+            with self._lock:
+                pending = list(self._unacked.values())
             print(f"synthflow-mock SIP: the journal writer exited ({self._process.exitcode}); started another and "
-                  f"sent it the {len(self._unacked)} batch(es) it had not stored", file=sys.stderr, flush=True)
+                  f"sent it the {len(pending)} batch(es) it had not stored", file=sys.stderr, flush=True)
             self._start_writer()
-            for data in self._unacked.values():
+            for data in pending:
                 self._inbox.send_bytes(data)
 
     def _enqueue(self, batch: Batch | None) -> int:
@@ -231,8 +238,9 @@ class ProcessSink:
         return token
 
     def _send(self, token: int) -> None:
-        with self._lock:
-            data = self._unacked.get(token)
+        with self._pipe_lock:
+            with self._lock:
+                data = self._unacked.get(token)
             if data is None:
                 return
             with contextlib.suppress(OSError):  # the writer is gone: _writer_gone sends it to the next one
@@ -257,10 +265,14 @@ class ProcessSink:
 
     def close(self) -> None:
         # When the writer cannot finish, shutting down must not hang on it.
+        flushed = False
         with contextlib.suppress(WriterGone, concurrent.futures.TimeoutError):
-            self.submit(None).result(timeout=30)
+            self.submit(None).result(timeout=10)
+            flushed = True
         with self._lock:
             self._closing = True
+        if not flushed:  # a writer stuck on a failing store: end it, so a send blocked on its pipe fails
+            self._process.kill()
         self._sender.shutdown(wait=True)
         self._inbox.close()
         self._process.join(timeout=10)
