@@ -28,6 +28,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML file of serve options (keys as the long flags, e.g. http-port = 8081)")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="console lines, one per HTTP request, SIP transaction and call event")
+    p.add_argument("--quiet", action="store_true", help="no console line per request or call (problems still)")
     p.add_argument("--http-port", type=int, default=8080, help="HTTP port (0: any free one)")
     p.add_argument("--tls-cert", default=None, metavar="PEM", help="serve the HTTP API over HTTPS with this cert")
     p.add_argument("--tls-key", default=None, metavar="PEM", help="the key for --tls-cert")

@@ -29,6 +29,10 @@ from mock_server.core.store import Store
 log = logging.getLogger("synthflow_mock")
 
 
+def _loopback(remote: str | None) -> bool:
+    return bool(remote) and (remote.startswith("127.") or remote == "::1")  # type: ignore[union-attr]
+
+
 class Backend:
     """Calls, journal and HTTP behaviour shared by every door."""
 
@@ -125,6 +129,8 @@ class Backend:
             salt=self.config.redaction_salt,
         )
         entry["kind"] = kind
+        if request.headers.get("x-mock-internal") == "readiness" and _loopback(request.remote):
+            return response  # the supervisor's own probe: kept out of the journal and the console
         call_json = response.body_bytes() if result.new_call is not None else None
         write = Write(entry, result.new_call, result.plan, call_json)
         if request.writes is not None:

@@ -67,6 +67,10 @@ class MockConfig:
     """SIP journal entries and call state changes are written in batches at most this long after they happen."""
     sip_tcp_idle_s: float = 60.0
     """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
+    log_format: str = "text"
+    """Console lines: ``text`` for people, ``json`` for tools."""
+    quiet: bool = False
+    """No console line per request or call; problems are still printed."""
     tls_cert: str | None = None
     """PEM certificate: the HTTP API is served over HTTPS (with ``tls_key``)."""
     tls_key: str | None = None

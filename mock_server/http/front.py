@@ -31,6 +31,7 @@ import os
 import socket
 import struct
 import sys
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -42,6 +43,7 @@ import httptools
 
 from mock_server.core.backend import Backend
 from mock_server.core.exchange import Request, Response, Write
+from mock_server.server.console import Console
 
 FRONT_KEY = "synthflow_mock.front"
 """The environ key under which the front hands the app a :class:`FrontContext`."""
@@ -72,6 +74,8 @@ class _Answer:
     body: bytes
     context: FrontContext
     keep_alive: bool
+    started: float = 0.0
+    """Loop time of the request's first byte (for the console line's latency)."""
     due: float = 0.0
     """Loop time at which it may go out: when the app finished, plus its delay. Counting the delay from
     the request's own step, not from the group commit, keeps connections from moving in lockstep."""
@@ -100,8 +104,9 @@ class Front:
     """
 
     def __init__(self, app: Callable[..., Iterable[bytes]], backend: Backend, settings: FrontSettings,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, console: Console | None = None) -> None:
         self.app, self.backend, self.settings, self.loop = app, backend, settings, loop
+        self.console = console
         self.date = _Date(loop)
         self.worker_header = b"X-Mock-Worker: %d\r\n" % os.getpid()
         """Which worker process answered: load tests and the read-your-writes test look at it."""
@@ -164,7 +169,8 @@ class HttpConnection(asyncio.Protocol):
         self.remote: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         self.timer: asyncio.TimerHandle | None = None
-        self.queue: deque[tuple[str, bytes, list[tuple[bytes, bytes]], bytes, bool]] = deque()
+        self.queue: deque[tuple[str, bytes, list[tuple[bytes, bytes]], bytes, bool, float]] = deque()
+        self.started = 0.0
         self.busy = False
         self.discard = False
         self._reset_message()
@@ -201,6 +207,7 @@ class HttpConnection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._reset_message()
+        self.started = time.monotonic()
         self.phase = "headers"
         self._arm(self.settings.header_timeout_s, self._read_timeout)
 
@@ -232,7 +239,7 @@ class HttpConnection(asyncio.Protocol):
     def _complete(self, keep_alive: bool) -> None:
         self._disarm()
         method = self.parser.get_method().decode("latin-1")
-        self.queue.append((method, self.url, self.headers, bytes(self.body), keep_alive))
+        self.queue.append((method, self.url, self.headers, bytes(self.body), keep_alive, self.started))
         self.phase = "idle"
         if not self.busy:
             self._next()
@@ -243,8 +250,9 @@ class HttpConnection(asyncio.Protocol):
         self.busy = True
         if self.transport is not None:
             self.transport.pause_reading()
-        method, url, headers, body, keep_alive = self.queue.popleft()
+        method, url, headers, body, keep_alive, started = self.queue.popleft()
         answer = self._run_app(method, url, headers, body, keep_alive)
+        answer.started = started
         self.front.deliver_after_commit(self, answer)
 
     def _run_app(self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
@@ -294,6 +302,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _send(self, answer: _Answer) -> None:
         transport = self.transport
+        if self.front.console is not None:
+            self._console_line(answer)
         if transport is None:
             return
         drop = answer.context.drop
@@ -325,6 +335,17 @@ class HttpConnection(asyncio.Protocol):
             transport.resume_reading()
             if self.phase == "idle":
                 self._arm(self.settings.idle_timeout_s, self._idle_timeout)
+
+    def _console_line(self, answer: _Answer) -> None:
+        writes = answer.context.writes
+        if not writes or self.front.console is None:
+            return  # internal traffic (the readiness probe) is neither journaled nor printed
+        entry = writes[-1].entry
+        status = answer.context.drop or int(answer.status_line.split()[1])
+        self.front.console.line("http", status=status, call_id=entry.get("call_id"),
+                                what=f"{entry.get('method')} {entry.get('path')}", outcome=entry.get("outcome"),
+                                reason=entry.get("reason") or entry.get("error"),
+                                latency_ms=(time.monotonic() - answer.started) * 1000)
 
     # -- timeouts and failures ----------------------------------------------------------------
     def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
@@ -359,6 +380,8 @@ class HttpConnection(asyncio.Protocol):
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.headers},
             body=bytes(self.body), remote=self.remote[0])
         response = self.front.backend.unreadable(partial, status, why, phase=self.phase)
+        if self.front.console is not None:
+            self.front.console.line("http", status=status, what=f"{partial.method} {partial.path}", reason=why)
         body = response.body_bytes()
         head = [f"HTTP/1.1 {status} {_PHRASES.get(status, 'Error')}\r\n".encode()]
         head.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in response.headers.items())

@@ -20,6 +20,8 @@ from mock_server.core.backend import Backend
 from mock_server.core.config import MockConfig, config_from_env
 from mock_server.http.app import create_app
 from mock_server.http.front import Front, FrontSettings
+from mock_server.server.console import Console
+from mock_server.server.console import from_config as console_for
 from mock_server.server.loops import new_event_loop
 
 
@@ -38,12 +40,12 @@ def front_settings(config: MockConfig) -> FrontSettings:
 
 
 async def serve_on(sock: socket.socket, config: MockConfig, stop: asyncio.Event,
-                   on_ready: Callable[[Backend], None] | None = None) -> None:
+                   on_ready: Callable[[Backend], None] | None = None, console: Console | None = None) -> None:
     """Serve HTTP on a bound socket until ``stop`` is set."""
     loop = asyncio.get_running_loop()
     backend = Backend(config)
     backend.store.checkpoint_in_background()
-    front = Front(create_app(backend=backend), backend, front_settings(config), loop)
+    front = Front(create_app(backend=backend), backend, front_settings(config), loop, console=console)
     server = await loop.create_server(front.protocol, sock=sock, backlog=2048, ssl=tls_context(config))
     if on_ready is not None:
         on_ready(backend)
@@ -101,7 +103,8 @@ def main(fd: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        loop.run_until_complete(serve_on(sock, config_from_env(), stop))
+        config = config_from_env()
+        loop.run_until_complete(serve_on(sock, config, stop, console=console_for(config)))
     finally:
         loop.close()
 

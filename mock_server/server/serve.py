@@ -55,7 +55,7 @@ def _http_ready(host: str, port: int, tls: bool = False) -> bool:
     else:
         conn = http.client.HTTPConnection(host, port, timeout=0.5)
     try:
-        conn.request("GET", "/_mock/health")
+        conn.request("GET", "/_mock/health", headers={"X-Mock-Internal": "readiness"})
         return conn.getresponse().status in (200, 401, 403)
     except OSError:
         return False
@@ -74,6 +74,7 @@ def _sip_ready(host: str, port: int) -> bool:
             probe = (f"OPTIONS sip:ready@{host}:{port} SIP/2.0\r\n"
                      f"Via: SIP/2.0/UDP {host}:{local_port};branch=z9hG4bK{os.urandom(6).hex()};rport\r\n"
                      "From: <sip:supervisor@localhost>;tag=ready\r\nTo: <sip:ready@localhost>\r\n"
+                     "X-Mock-Internal: readiness\r\n"
                      f"Call-ID: ready-{os.urandom(6).hex()}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
                      "Content-Length: 0\r\n\r\n")
             sock.sendto(probe.encode(), (host, port))

@@ -18,6 +18,7 @@ from typing import Any
 from mock_server.core.calls import CallEvent
 from mock_server.core.journal import redact_sip
 from mock_server.core.store import sip_journal_row
+from mock_server.server.console import Console
 from mock_server.sip.common import format_addr
 from mock_server.sip.peer import Peer
 from mock_server.sip.sink import Sink
@@ -28,9 +29,12 @@ STATUS_MEMORY = 200_000
 
 class Recorder:
     def __init__(self, sink: Sink, schedule: Callable[[float, Callable[[], None]], Any], *, body_limit: int,
-                 flush_interval: float, salt: str = "") -> None:
+                 flush_interval: float, salt: str = "", console: Console | None = None) -> None:
         self.sink = sink
         self.salt = salt
+        self.console = console
+        self.paused = False
+        """Set while the mock answers its own readiness probe: nothing of it is journaled or printed."""
         self._schedule = schedule
         self.body_limit = body_limit
         self.flush_interval = flush_interval
@@ -44,6 +48,11 @@ class Recorder:
                 sip_call_id: str | None, decision: str | None = None, reason: str | None = None,
                 to: tuple[str, int] | None = None) -> None:
         """Journal one SIP message (or connection event) with what was decided about it."""
+        if self.paused:
+            return
+        if self.console is not None and direction == "out" and first_line[8:9] in "23456" and \
+                first_line.startswith("SIP/2.0 ") and decision is None:  # a final answer, once per transaction
+            self.console.line("sip", what=first_line[8:], call_id=call_id)
         limit = self.body_limit
         extra = {"raw_truncated": True, "raw_bytes": len(data)} if len(data) > limit else None
         local = self._local_text.get(peer.local)
@@ -60,6 +69,9 @@ class Recorder:
         """A step in a call's life: a timeline entry, maybe a new status, maybe call-object fields."""
         if call_id is None:
             return
+        if self.console is not None:
+            self.console.line("call", what=event, status=status, call_id=call_id,
+                              reason=(detail or {}).get("why") or (fields or {}).get("end_call_reason"))
         if status is not None:
             states = self.call_states
             states[call_id] = status

@@ -20,6 +20,7 @@ from typing import Any
 
 from mock_server.core.config import MockConfig
 from mock_server.core.store import Store
+from mock_server.server.console import Console
 from mock_server.sip import sdp
 from mock_server.sip.admission import admit
 from mock_server.sip.common import format_addr, new_branch, quoted, random_token
@@ -67,7 +68,7 @@ class SipEndpoint:
     """A fake Synthflow SIP trunk over a shared :class:`Store`."""
 
     def __init__(self, store: Store, config: MockConfig, loop: asyncio.AbstractEventLoop | None = None, *,
-                 sink: Sink | None = None, timers: Timers | None = None) -> None:
+                 sink: Sink | None = None, timers: Timers | None = None, console: Console | None = None) -> None:
         self.store = store
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
@@ -83,7 +84,7 @@ class SipEndpoint:
         self.client_txs: dict[str, ClientTx] = {}
         self.recorder = Recorder(sink or ThreadSink(store), self.timers.call_later,
                                  body_limit=config.journal_body_limit, flush_interval=config.sip_flush_ms / 1000,
-                                 salt=config.redaction_salt)
+                                 salt=config.redaction_salt, console=console)
         self._record = self.recorder.message
         self._change = self.recorder.change
 
@@ -101,10 +102,15 @@ class SipEndpoint:
         if not msg.is_request:
             self._on_response(msg, data, peer)
             return
+        internal = msg.method == "OPTIONS" and msg.get("x-mock-internal") == "readiness" and \
+            peer.remote[0] in ("127.0.0.1", "::1")
+        self.recorder.paused = internal  # the supervisor's readiness probe stays out of the journal
         try:
             self._on_request(msg, data, peer)
         except SipParseError as exc:
             self._respond_once(msg, data, peer, 400, exc.reason, decision=f"malformed: {exc.reason}")
+        finally:
+            self.recorder.paused = False
 
     def reject_unparsed(self, data: bytes, peer: Peer, code: int, reason: str) -> None:
         """Answer a message we could not parse when enough of it survives; journal and drop it otherwise."""
