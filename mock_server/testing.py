@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -44,6 +45,15 @@ class LiveServer:
     http_port: int
     sip_port: int
     started_in: float
+    log_path: str = ""
+    """The server's console output (a file, so a busy server never blocks on an unread pipe)."""
+
+    def output(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     @property
     def url(self) -> str:
@@ -64,6 +74,9 @@ class LiveServer:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+        if self.log_path:
+            with contextlib.suppress(OSError):
+                os.unlink(self.log_path)
 
     def group_alive(self) -> bool:
         """Whether the server or any process it started is still running."""
@@ -113,16 +126,18 @@ def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
     cmd = [sys.executable, "-m", "mock_server", "serve", "--http-port", str(http_port),
            "--sip-port", str(sip_port), *args]
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log_fd, log_path = tempfile.mkstemp(prefix="synthflow-mock-", suffix=".log")
+    proc = subprocess.Popen(cmd, stdout=log_fd, stderr=subprocess.STDOUT, start_new_session=True)
+    os.close(log_fd)
     deadline = t0 + ready_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{out}")
+            with open(log_path, errors="replace") as f:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{f.read()}")
         try:
             if requests.get(f"http://127.0.0.1:{http_port}/_mock/health", timeout=0.5).status_code == 200:
                 _remember_tree(proc.pid)
-                return LiveServer(proc, http_port, sip_port, time.monotonic() - t0)
+                return LiveServer(proc, http_port, sip_port, time.monotonic() - t0, log_path)
         except (requests.ConnectionError, requests.Timeout):  # the port listens before a worker accepts
             pass
         time.sleep(0.05)

@@ -149,6 +149,6 @@ def test_a_killed_http_worker_is_replaced_and_serving_goes_on(server):
                                  timeout=5).status_code == 200
         assert server.process.poll() is None
     except (AssertionError, requests.ConnectionError) as exc:
+        output = server.output()
         server.kill_group()
-        output = server.process.stdout.read().decode() if server.process.stdout else ""
         raise AssertionError(f"serving stopped after a worker was killed: {exc!r}\nsupervisor said:\n{output}") from exc
