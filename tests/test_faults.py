@@ -145,7 +145,7 @@ def test_a_full_disk_makes_the_sip_trunk_refuse_new_calls_with_a_reason(small_di
         call_id = prepare(server.url).json()["synthflow_call_id"]
         filler = fill(small_disk)
         caller = SipCaller("127.0.0.1", server.sip_port, t1=0.1, timeout=5)
-        deadline = time.monotonic() + 45
+        deadline = time.monotonic() + 90  # seconds alone; a loaded CI machine gets slack
         refused = None
         pad = ("X-Pad", "x" * 6000)  # journal rows big enough to need new pages soon
         while time.monotonic() < deadline:  # SIP traffic fills the writer's batches until one is refused
@@ -154,8 +154,11 @@ def test_a_full_disk_makes_the_sip_trunk_refuse_new_calls_with_a_reason(small_di
             if result.final is not None and result.final.status == 503:
                 refused = result.final
                 break
-        assert refused is not None and "Journal Store Failing" in (refused.reason or "")
         health = requests.get(f"{server.url}/_mock/health", timeout=5).json()
+        files = {p.name: p.stat().st_size for p in small_disk.iterdir()}
+        assert refused is not None and "Journal Store Failing" in (refused.reason or ""), (
+            f"no 503 from SIP; last final {result.final and result.final.status}; health {health}; files {files}; "
+            f"server said:\n{server.output()[-3000:]}")
         assert health["status"] == "degraded" and health["sip"]["ok"] is False
         filler.unlink()
         deadline = time.monotonic() + 15

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from mock_server import __version__
+from mock_server import __version__, metrics
 from mock_server.core import calls, checks, contracts, outcomes, verify
 from mock_server.core.errors import ApiError
 from mock_server.core.exchange import Request, Response, Result
@@ -124,6 +124,12 @@ def verify_journal(backend: Backend, request: Request) -> Result:
     pattern = checks.json_body(backend.config, request)
     checks.contract(backend.validator("admin-verify.schema.json"), pattern)
     return Result(Response(200, verify.run(backend.store, pattern)))
+
+
+def prometheus(backend: Backend, request: Request) -> Result:
+    """Prometheus text: every process's counters and histograms, and the store's sizes and evictions."""
+    body = metrics.render(backend.store.counters())
+    return Result(Response(200, body, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}))
 
 
 def openapi(backend: Backend, request: Request) -> Result:

@@ -17,6 +17,7 @@ from typing import Any
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from mock_server import metrics
 from mock_server.core import calls, checks, contracts, outcomes
 from mock_server.core.config import MockConfig
 from mock_server.core.errors import ApiError
@@ -83,10 +84,11 @@ class Backend:
                             exc.outcome, exc.reason)
             error = exc.category
         except Exception as exc:  # a bug: still a JSON answer, journaled, one log line, no traceback
-            return self.crashed(request, exc, request_id, kind=route.kind)
-        return self._finish(request, request_id, result, error, kind=route.kind)
+            return self.crashed(request, exc, request_id, kind=route.kind, route_rule=route.rule)
+        return self._finish(request, request_id, result, error, kind=route.kind, route_rule=route.rule)
 
-    def crashed(self, request: Request, exc: Exception, request_id: str | None = None, kind: str = "http") -> Response:
+    def crashed(self, request: Request, exc: Exception, request_id: str | None = None, kind: str = "http",
+                route_rule: str = "unrouted") -> Response:
         """The answer to a request the mock failed on: a JSON 500 naming the request id, journaled."""
         request_id = request_id or os.urandom(12).hex()
         log.error("internal error on %s %s (request %s): %s: %s", request.method, request.path, request_id,
@@ -94,7 +96,8 @@ class Backend:
         err = ApiError(500, "internal_error",
                        f"Internal error in the mock: {type(exc).__name__}; please report it with request id "
                        f"{request_id}")
-        return self._finish(request, request_id, Result(Response(500, err.body(request_id))), err.category, kind)
+        return self._finish(request, request_id, Result(Response(500, err.body(request_id))), err.category, kind,
+                            route_rule)
 
     def not_found(self, request: Request) -> Response:
         return self._unrouted(request, ApiError(404, "not_found", f"No route for {request.method} {request.path}"))
@@ -117,7 +120,8 @@ class Backend:
         result = Result(Response(err.status, err.body(request_id), dict(err.headers)))
         return self._finish(request, request_id, result, err.category, kind="http")
 
-    def _finish(self, request: Request, request_id: str, result: Result, error: str | None, kind: str) -> Response:
+    def _finish(self, request: Request, request_id: str, result: Result, error: str | None, kind: str,
+                route_rule: str = "unrouted") -> Response:
         response = result.response
         response.headers["X-Request-Id"] = request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -131,6 +135,9 @@ class Backend:
         entry["kind"] = kind
         if request.headers.get("x-mock-internal") == "readiness" and _loopback(request.remote):
             return response  # the supervisor's own probe: kept out of the journal and the console
+        entry["route"] = route_rule
+        metrics.HTTP_REQUESTS.labels(route_rule, request.method, str(response.status or response.drop),
+                                     result.outcome or "none", metrics.source_of(result.reason)).inc()
         call_json = response.body_bytes() if result.new_call is not None else None
         write = Write(entry, result.new_call, result.plan, call_json)
         if request.writes is not None:

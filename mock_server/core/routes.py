@@ -50,6 +50,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/_mock/policy", ("GET", "PUT"), admin.policy, "admin"),
     Route("/_mock/verify", ("POST",), admin.verify_journal, "admin"),
     Route("/_mock/openapi.json", ("GET",), admin.openapi, "admin"),
+    Route("/_mock/metrics", ("GET",), admin.prometheus, "admin"),
 )
 
 

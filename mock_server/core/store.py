@@ -24,6 +24,7 @@ are read on every request, so they live in a mapped file (``counters.py``).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -172,7 +173,8 @@ class Store:
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             try:
                 while not stop.wait(every_s):
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    with contextlib.suppress(sqlite3.Error):  # a full disk, say: try again next time
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 conn.close()
 

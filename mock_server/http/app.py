@@ -58,7 +58,8 @@ def _to_flask(resp: exchange.Response) -> Response:
             time.sleep(resp.delay_s)
         if resp.drop:
             return Response(_dropped_connection(), status=200, mimetype="application/json")
-    return Response(resp.body_bytes(), status=resp.status, headers=resp.headers, mimetype="application/json")
+    mimetype = None if "Content-Type" in resp.headers else "application/json"
+    return Response(resp.body_bytes(), status=resp.status, headers=resp.headers, mimetype=mimetype)
 
 
 def _view(backend: Backend, route: Route) -> Callable[..., Response]:

@@ -43,6 +43,7 @@ import httptools
 
 from mock_server.core.backend import Backend
 from mock_server.core.exchange import Request, Response, Write
+from mock_server.metrics import HTTP_DURATION
 from mock_server.server.console import Console
 
 FRONT_KEY = "synthflow_mock.front"
@@ -302,8 +303,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _send(self, answer: _Answer) -> None:
         transport = self.transport
-        if self.front.console is not None:
-            self._console_line(answer)
+        self._observed(answer)
         if transport is None:
             return
         drop = answer.context.drop
@@ -336,16 +336,20 @@ class HttpConnection(asyncio.Protocol):
             if self.phase == "idle":
                 self._arm(self.settings.idle_timeout_s, self._idle_timeout)
 
-    def _console_line(self, answer: _Answer) -> None:
+    def _observed(self, answer: _Answer) -> None:
+        """The answer's latency into the metrics, and its console line."""
         writes = answer.context.writes
-        if not writes or self.front.console is None:
-            return  # internal traffic (the readiness probe) is neither journaled nor printed
+        if not writes:
+            return  # internal traffic (the readiness probe) is neither journaled, measured nor printed
         entry = writes[-1].entry
+        latency = time.monotonic() - answer.started
+        HTTP_DURATION.labels(entry.get("route", "unrouted")).observe(latency)
+        if self.front.console is None:
+            return
         status = answer.context.drop or int(answer.status_line.split()[1])
         self.front.console.line("http", status=status, call_id=entry.get("call_id"),
                                 what=f"{entry.get('method')} {entry.get('path')}", outcome=entry.get("outcome"),
-                                reason=entry.get("reason") or entry.get("error"),
-                                latency_ms=(time.monotonic() - answer.started) * 1000)
+                                reason=entry.get("reason") or entry.get("error"), latency_ms=latency * 1000)
 
     # -- timeouts and failures ----------------------------------------------------------------
     def _arm(self, seconds: float, callback: Callable[[], None]) -> None:

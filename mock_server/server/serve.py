@@ -103,7 +103,8 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
             shutil.rmtree(tmpdir, ignore_errors=True)
         raise
     http_port = listener.getsockname()[1]
-    env = {**os.environ, CONFIG_ENV: to_json(config)}
+    metrics_dir = tempfile.mkdtemp(prefix="synthflow-mock-metrics-")  # prometheus-client's multiprocess files
+    env = {**os.environ, CONFIG_ENV: to_json(config), "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     fd = listener.fileno()
     children = [ChildSpec(f"http worker {n}", [sys.executable, "-m", "mock_server.http.worker", str(fd)], env,
                           pass_fds=(fd,), restart=True) for n in range(1, workers + 1)]
@@ -128,6 +129,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
     finally:
         listener.close()
         os.close(store_lock)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from mock_server import metrics
 from mock_server.core.calls import CallEvent
 from mock_server.core.journal import redact_sip
 from mock_server.core.store import sip_journal_row
@@ -34,6 +35,9 @@ class Recorder:
         self.salt = salt
         self.console = console
         self.paused = False
+        self._requests: dict[str, Any] = {}
+        self._responses: dict[str, Any] = {}
+        self._retransmitted = {d: metrics.SIP_RETRANSMISSIONS.labels(d) for d in ("in", "out")}
         """Set while the mock answers its own readiness probe: nothing of it is journaled or printed."""
         self._schedule = schedule
         self.body_limit = body_limit
@@ -50,6 +54,7 @@ class Recorder:
         """Journal one SIP message (or connection event) with what was decided about it."""
         if self.paused:
             return
+        self._count(direction, first_line, decision)
         if self.console is not None and direction == "out" and first_line[8:9] in "23456" and \
                 first_line.startswith("SIP/2.0 ") and decision is None:  # a final answer, once per transaction
             self.console.line("sip", what=first_line[8:], call_id=call_id)
@@ -63,6 +68,24 @@ class Recorder:
             peer.transport, local,
             format_addr(to or peer.remote), first_line, sip_call_id, decision, reason, extra))
         self._schedule_flush()
+
+    def _count(self, direction: str, first_line: str, decision: str | None) -> None:
+        """SIP metrics: requests in by method, responses out by code, retransmissions either way."""
+        if decision == "retransmission":
+            self._retransmitted[direction].inc()
+            return
+        if direction == "in" and not first_line.startswith("SIP/"):
+            method = first_line.split(" ", 1)[0]
+            counter = self._requests.get(method)
+            if counter is None:
+                counter = self._requests[method] = metrics.SIP_REQUESTS.labels(method if len(method) < 16 else "other")
+            counter.inc()
+        elif direction == "out" and first_line.startswith("SIP/2.0 "):
+            code = first_line[8:11]
+            counter = self._responses.get(code)
+            if counter is None:
+                counter = self._responses[code] = metrics.SIP_RESPONSES.labels(code)
+            counter.inc()
 
     def change(self, call_id: str | None, event: str, status: str | None = None, *,
                detail: dict[str, Any] | None = None, **fields: Any) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from mock_server.core.config import MockConfig
 from mock_server.core.store import Store
+from mock_server.metrics import SIP_LIVE_DIALOGS
 from mock_server.server.console import Console
 from mock_server.sip import sdp
 from mock_server.sip.admission import admit
@@ -286,6 +287,7 @@ class SipEndpoint:
         dialog = Dialog((sip_call_id or "", tx.to_tag, msg.from_tag or ""), tx, admission.call_id)
         tx.dialog = dialog
         self.dialogs[dialog.key] = dialog
+        SIP_LIVE_DIALOGS.set(len(self.dialogs))
         twilio_sid = msg.get("x-twilio-callsid")
         fields: dict[str, Any] = {"twilio_call_sid": twilio_sid} if twilio_sid else {}
         self._change(admission.call_id, "invite", "ringing", detail={
@@ -366,6 +368,7 @@ class SipEndpoint:
         if tx.dialog is not None:
             self.dialogs.pop(tx.dialog.key, None)
             tx.dialog = None
+            SIP_LIVE_DIALOGS.set(len(self.dialogs))
         if not tx.peer.reliable:  # Timer G, then H
             tx.timers.append(self.timers.call_later(self.t1, self._retransmit_final, tx, self.t1))
         tx.timers.append(self._expiry.call_later(self._end_invite_tx, tx))
@@ -463,6 +466,7 @@ class SipEndpoint:
         dialog.advance(DialogEvent.END)
         dialog.cancel_timers()
         self.dialogs.pop(dialog.key, None)
+        SIP_LIVE_DIALOGS.set(len(self.dialogs))
 
     def _on_cancel(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
         tx = self.invites.get(self._tx_key(msg, "INVITE"))

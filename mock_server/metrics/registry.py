@@ -1,0 +1,56 @@
+"""The metrics, and the one function that renders them for a scrape."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+HTTP_REQUESTS = Counter("synthflow_mock_http_requests", "HTTP requests answered",
+                        ["route", "method", "status", "outcome", "source"])
+HTTP_DURATION = Histogram("synthflow_mock_http_request_duration_seconds",
+                          "From a request's first byte to its answer (delays included)", ["route"],
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+SIP_REQUESTS = Counter("synthflow_mock_sip_requests", "SIP requests received (not retransmissions)", ["method"])
+SIP_RESPONSES = Counter("synthflow_mock_sip_responses", "SIP responses sent (not retransmissions)", ["code"])
+SIP_RETRANSMISSIONS = Counter("synthflow_mock_sip_retransmissions", "SIP retransmissions, received or sent",
+                              ["direction"])
+SIP_LIVE_DIALOGS = Gauge("synthflow_mock_sip_live_dialogs", "SIP dialogs open now", multiprocess_mode="livesum")
+
+
+def source_of(reason: str | None) -> str:
+    """The kind of source that decided an outcome: header, scenario, magic-number, seeded, server-default."""
+    if not reason:
+        return "none"
+    return reason.split(";", 1)[0].split(":", 1)[0]
+
+
+class _StoreCollector:
+    """Gauges read from the store at scrape time: its sizes and what its bounds evicted."""
+
+    def __init__(self, counters: dict[str, int]) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Any]:
+        for name, help_text in (("journal_evicted", "Journal entries evicted by its bounds"),
+                                ("calls_evicted", "Prepared calls evicted by their bounds"),
+                                ("journal_size", "Journal entries kept"), ("calls", "Prepared calls kept")):
+            if name in self.counters:
+                yield GaugeMetricFamily(f"synthflow_mock_store_{name}", help_text, value=self.counters[name])
+
+
+def render(store_counters: dict[str, int]) -> bytes:
+    """The Prometheus text for a scrape: every process's metrics, and the store's gauges."""
+    store = CollectorRegistry()
+    store.register(_StoreCollector(store_counters))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        processes = CollectorRegistry()
+        MultiProcessCollector(processes)
+        return generate_latest(processes) + generate_latest(store)
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY) + generate_latest(store)
