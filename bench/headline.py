@@ -61,8 +61,8 @@ def cpu_ticks(pids: list[int]) -> int:
 
 class Server:
     def __init__(self, http_port: int, sip_port: int, *args: str) -> None:
-        self.proc = subprocess.Popen([PY, "-m", "mock_server", "serve", "--http-port", str(http_port), "--sip-port",
-                                      str(sip_port), "--calls-limit", "1000000", *args],
+        self.proc = subprocess.Popen([PY, "-m", "mock_server", "serve", "--quiet", "--http-port", str(http_port),
+                                      "--sip-port", str(sip_port), "--calls-limit", "1000000", *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.url = f"http://127.0.0.1:{http_port}"
         for _ in range(100):

@@ -136,7 +136,7 @@ def main() -> int:
     http_port, sip_port = free_udp_tcp_port(), free_udp_tcp_port()
     work = Path(tempfile.mkdtemp(prefix="sip-bench-"))
     server = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--http-port", str(http_port),
-                               "--sip-port", str(sip_port), "--calls-limit", "1000000"],
+                               "--sip-port", str(sip_port), "--calls-limit", "1000000", "--quiet"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     http = f"http://127.0.0.1:{http_port}"
     try:

@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"synthflow-mock {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    load = sub.add_parser("loadtest", add_help=False,
+                          help="run Locust with the package's users (HTTP, SIP, end to end); arguments go to Locust")
+    load.add_argument("locust_args", nargs=argparse.REMAINDER)
     config = sub.add_parser("config", help="show the effective serve configuration and where each value came from")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     show = config_sub.add_parser("show", allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -214,8 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _loadtest(locust_args: list[str]) -> int:
+    """Locust on the package's locustfile, so a load test needs no clone of the repository."""
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    if importlib.util.find_spec("locust") is None:
+        print("synthflow-mock: loadtest needs Locust: pip install 'synthflow-mock[load]'", file=sys.stderr)
+        return 2
+    locustfile = Path(__file__).resolve().parent / "loadtest" / "locustfile.py"
+    return subprocess.call([sys.executable, "-m", "locust", "-f", str(locustfile), *locust_args])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["loadtest"]:  # everything after it is Locust's, options included
+        return _loadtest(argv[1:])
     args = build_parser().parse_args(argv)
     command = args.command
     if command in ("serve", "config"):

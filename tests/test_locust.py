@@ -109,3 +109,20 @@ def test_distributed_one_master_two_workers(harness, tmp_path):
     # --expect-workers 2 makes the master wait for both workers (and fail after 30 s without them)
     assert master.returncode == 0, master.stderr[-2000:]
     assert int(stats(tmp_path)["prepare_inbound"]["Request Count"]) > 0
+
+
+def test_a_load_test_runs_from_the_installed_package_outside_the_repository(harness, tmp_path):
+    import json
+    import shutil
+
+    cli = shutil.which("synthflow-mock") or str(Path(sys.executable).parent / "synthflow-mock")
+    run = subprocess.run([cli, "loadtest", "--headless", "-u", "2", "-r", "2", "-t", "2s", "--host", harness.url,
+                          "--csv", str(tmp_path / "run"), "--only-summary", "PrepareInboundUser"],
+                         capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert not (tmp_path / "locustfile.py").exists()  # nothing of the repository is here
+    assert int(stats(tmp_path)["prepare_inbound"]["Request Count"]) > 0
+    assert "synthflow-mock counters" in run.stdout and "outcomes" in run.stdout
+    counters = json.loads((tmp_path / "run_mock.json").read_text())
+    assert counters["outcomes"]["registered"] >= int(stats(tmp_path)["prepare_inbound"]["Request Count"])
+    assert counters["errors"] == 0
