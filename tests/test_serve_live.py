@@ -152,3 +152,15 @@ def test_a_killed_http_worker_is_replaced_and_serving_goes_on(server):
         output = server.output()
         server.kill_group()
         raise AssertionError(f"serving stopped after a worker was killed: {exc!r}\nsupervisor said:\n{output}") from exc
+
+
+def test_a_worker_that_keeps_dying_stops_the_server_instead_of_a_restart_loop():
+    from mock_server.server.supervisor import ChildSpec, Supervisor
+
+    crash = ChildSpec("http worker 1", [sys.executable, "-c", "import sys; sys.exit(3)"], dict(os.environ),
+                      restart=True)
+    supervisor = Supervisor([crash], grace_s=1)
+    t0 = time.monotonic()
+    code = supervisor.run(lambda: True, lambda: None, ready_timeout_s=5)
+    assert code == 1 and time.monotonic() - t0 < 10
+    assert supervisor.restarts["http worker 1"] == 5

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 PR_SET_PDEATHSIG = 1
+CRASH_LOOP = 5
+CRASH_WINDOW_S = 10.0
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -53,6 +55,7 @@ class Supervisor:
         self.grace_s = grace_s
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts: dict[str, int] = {}
+        self._deaths: dict[str, list[float]] = {}
         """How many times each restartable child was replaced after it died."""
         self._stop_requested = False
 
@@ -69,10 +72,21 @@ class Supervisor:
                                                     pass_fds=spec.pass_fds)
 
     def _replace_dead(self) -> None:
-        """Start a new process for each restartable child that died, and say so once per death."""
+        """Start a new process for each restartable child that died, and say so once per death.
+
+        A child that dies again and again (more than ``CRASH_LOOP`` times in ``CRASH_WINDOW_S``) is not
+        replaced: its death then stops the server, with its exit status, instead of a restart loop."""
+        now = time.monotonic()
         for spec in self.specs:
             proc = self.children[spec.name]
             if spec.restart and proc.poll() is not None:
+                recent = [t for t in self._deaths.get(spec.name, []) if now - t < CRASH_WINDOW_S] + [now]
+                self._deaths[spec.name] = recent
+                if len(recent) > CRASH_LOOP:
+                    print(f"synthflow-mock: {spec.name} died {len(recent)} times in {CRASH_WINDOW_S:g} s; "
+                          "not starting it again", file=sys.stderr, flush=True)
+                    spec.restart = False
+                    continue
                 count = self.restarts[spec.name] = self.restarts.get(spec.name, 0) + 1
                 print(f"synthflow-mock: {spec.name} exited with status {proc.returncode}; started a new one "
                       f"(replacement {count})", file=sys.stderr, flush=True)
