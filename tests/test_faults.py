@@ -161,7 +161,7 @@ def test_a_full_disk_makes_the_sip_trunk_refuse_new_calls_with_a_reason(small_di
             f"server said:\n{server.output()[-3000:]}")
         assert health["status"] == "degraded" and health["sip"]["ok"] is False
         filler.unlink()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # the writer first stores every batch that waited behind the full disk
         while time.monotonic() < deadline:
             if sip_call(server, call_id).answered:
                 break

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 
 import pytest
 
@@ -115,9 +114,9 @@ def test_2xx_is_retransmitted_until_ack(trunk, client):
 def test_non_2xx_is_retransmitted_over_udp_until_ack(trunk, client):
     t = trunk(sip_t1_ms=30)
     c = client(t.port)
-    msgs, invite = c.invite(f"S.{uuid.uuid4()};")
-    assert msgs[-1].status == 404
-    assert c.recv().status == 404  # Timer G fired: same answer again
+    msgs, invite = c.invite(f"S.{t.prepare('failed')};")  # a prepared call: its refusal is stateful
+    assert msgs[-1].status == 503
+    assert c.recv().status == 503  # Timer G fired: same answer again
     c.ack_for(invite, msgs[-1])
     time.sleep(0.05)
     while not c.silent(0.15):
@@ -381,3 +380,18 @@ def test_tcp_stalled_connection_times_out(trunk):
     sock.settimeout(3)
     assert sock.recv(100) == b""
     assert any("in the middle of a message" in (e["decision"] or "") for e in t.journal())
+
+
+def test_beyond_the_transaction_cap_an_invite_gets_a_stateless_503(trunk, client):
+    t = trunk(sip_max_transactions=3)
+    c = client(t.port)
+    for _ in range(3):  # three answered calls: their INVITE transactions live on for 64*T1 (Timer L)
+        c.send(request("INVITE", t.port, c.local_port, xei=f"S.{t.prepare()};", body=SDP))
+    refused_id = t.prepare()
+    c.send(request("INVITE", t.port, c.local_port, xei=f"S.{refused_id};", body=SDP))
+    refused = c.recv_until(503)[-1]  # past the three calls' 100/180/200s
+    assert refused.get("retry-after") == "5" and "Too Many Transactions" in refused.first_line()
+    t.sip.flush()
+    assert t.status(refused_id) == "registered"  # nothing of the refused call was kept
+    entry = [e for e in t.journal() if e["decision"] and e["decision"].startswith("refused:")][-1]
+    assert "3 live transactions (cap)" in entry["decision"]

@@ -64,8 +64,11 @@ def test_unknown_call_id_gets_404(trunk_factory, tmp_path, transport):
     run = run_sipp("uac_rejected.xml", trunk.sip.port, tmp_path, keys={"expected": "404", "xei": f"S.{unknown};"},
                    transport=transport)
     assert run.returncode == 0, run.output + run.errors
-    decisions = [e["decision"] for e in trunk.journal() if e["direction"] == "in"]
-    assert decisions[0] == "unknown_call" and "ack of final response" in decisions
+    entries = trunk.journal()
+    decisions = [e["decision"] for e in entries if e["direction"] == "in"]
+    # answered statelessly (no call behind it): one 404, no 100, no retransmission; the ACK is dropped
+    assert decisions[0] == "unknown_call" and "ACK matched nothing; dropped" in decisions
+    assert [e["first_line"] for e in entries if e["direction"] == "out"] == ["SIP/2.0 404 Call Not Prepared"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -65,6 +65,8 @@ class MockConfig:
     sip_max_message_bytes: int = 65_535
     sip_flush_ms: int = 10
     """SIP journal entries and call state changes are written in batches at most this long after they happen."""
+    sip_max_transactions: int = 20_000
+    """Live INVITE transactions at most; beyond it INVITEs get a stateless 503 with Retry-After."""
     sip_tcp_idle_s: float = 60.0
     """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
     log_format: str = "text"

@@ -10,6 +10,7 @@ from mock_server.metrics.registry import (
     HTTP_DURATION,
     HTTP_REQUESTS,
     SIP_LIVE_DIALOGS,
+    SIP_REFUSED,
     SIP_REQUESTS,
     SIP_RESPONSES,
     SIP_RETRANSMISSIONS,
@@ -17,5 +18,5 @@ from mock_server.metrics.registry import (
     source_of,
 )
 
-__all__ = ["HTTP_DURATION", "HTTP_REQUESTS", "SIP_LIVE_DIALOGS", "SIP_REQUESTS", "SIP_RESPONSES",
+__all__ = ["HTTP_DURATION", "HTTP_REQUESTS", "SIP_LIVE_DIALOGS", "SIP_REFUSED", "SIP_REQUESTS", "SIP_RESPONSES",
            "SIP_RETRANSMISSIONS", "render", "source_of"]

@@ -19,6 +19,7 @@ SIP_REQUESTS = Counter("synthflow_mock_sip_requests", "SIP requests received (no
 SIP_RESPONSES = Counter("synthflow_mock_sip_responses", "SIP responses sent (not retransmissions)", ["code"])
 SIP_RETRANSMISSIONS = Counter("synthflow_mock_sip_retransmissions", "SIP retransmissions, received or sent",
                               ["direction"])
+SIP_REFUSED = Counter("synthflow_mock_sip_refused", "INVITEs refused without keeping a transaction", ["reason"])
 SIP_LIVE_DIALOGS = Gauge("synthflow_mock_sip_live_dialogs", "SIP dialogs open now", multiprocess_mode="livesum")
 
 

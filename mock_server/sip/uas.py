@@ -20,7 +20,7 @@ from typing import Any
 
 from mock_server.core.config import MockConfig
 from mock_server.core.store import Store
-from mock_server.metrics import SIP_LIVE_DIALOGS
+from mock_server.metrics import SIP_LIVE_DIALOGS, SIP_REFUSED
 from mock_server.server.console import Console
 from mock_server.sip import sdp
 from mock_server.sip.admission import admit
@@ -55,6 +55,11 @@ from mock_server.sip.transactions import (
 )
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+
+
+def answered_statelessly(cause: str) -> bool:
+    """Refusals with no prepared call behind them (unknown id, missing or bad X-EI): no transaction is kept."""
+    return cause in ("unknown_call", "missing_xei") or cause.startswith("bad_xei:")
 SUPPORTED: frozenset[str] = frozenset()
 MANDATORY = ("via", "from", "to", "call-id", "cseq", "max-forwards")
 
@@ -254,8 +259,24 @@ class SipEndpoint:
             self._send_response(msg, peer, reply_to, 420, "Bad Extension", to_tag=random_token(4),
                                 extra=[("Unsupported", ", ".join(require))], call_id=None)
             return
+        if len(self.invites) >= self.config.sip_max_transactions:  # bounded live state: refuse, keep nothing
+            SIP_REFUSED.labels("transaction-cap").inc()
+            self._respond_once(msg, data, peer, 503, "Too Many Transactions",
+                               decision=f"refused: {self.config.sip_max_transactions} live transactions (cap)",
+                               extra=[("Retry-After", "5")])
+            return
         admission = admit(msg, self.call_state, require_xei=self.config.sip_require_xei,
                           lenient=self.config.sip_xei_lenient, codes=self.config.sip_codes)
+        if not admission.accept and answered_statelessly(admission.cause):
+            # No call to attach state to (RFC 3261 §8.2.7 lets a UAS answer statelessly): one final answer
+            # per INVITE received, no 100 and no retransmission, so a flood is answered 1:1, not 1:9.
+            SIP_REFUSED.labels(admission.cause.split(":", 1)[0]).inc()
+            extra = [("Warning", f"399 synthflow-mock {quoted(admission.warning or admission.phrase)}")]
+            self._record("in", peer, data, msg.first_line(), call_id=admission.call_id, sip_call_id=sip_call_id,
+                         decision=admission.cause, reason=admission.phrase)
+            self._send_response(msg, peer, reply_to, admission.code, admission.phrase, to_tag=random_token(4),
+                                extra=extra, call_id=admission.call_id)
+            return
         tx = InviteTx(key, msg, peer, reply_to, random_token(6), admission.call_id)
         self.invites[key] = tx
         self._record("in", peer, data, msg.first_line(), call_id=admission.call_id, sip_call_id=sip_call_id,
