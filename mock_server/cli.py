@@ -42,7 +42,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sip-tls-key", default=None, help="PEM key for --sip-tls-port")
     p.add_argument("--sip-t1-ms", type=int, default=500, help="SIP timer T1 in ms (RFC 3261)")
     p.add_argument("--sip-max-transactions", type=int, default=20_000,
-                   help="live INVITE transactions at most; beyond it a stateless 503 with Retry-After")
+                   help="INVITE transactions in progress (unanswered) at most; beyond it a stateless 503 with "
+                        "Retry-After")
     p.add_argument("--sip-ring-ms", type=int, default=0, help="delay before 180 Ringing")
     p.add_argument("--sip-answer-ms", type=int, default=0, help="delay between 180 and 200 OK")
     p.add_argument("--sip-require-xei", action="store_true",

@@ -10,7 +10,7 @@ import pytest
 from mock_server.core.exchange import Request
 from mock_server.sip.message import parse_datagram, parse_via, tag_of
 from tests.sip_client import SDP, UdpClient, request
-from tests.trunk import Trunk
+from tests.trunk import Trunk, prepare_call
 
 
 @pytest.fixture
@@ -385,11 +385,16 @@ def test_tcp_stalled_connection_times_out(trunk):
 def test_beyond_the_transaction_cap_an_invite_gets_a_stateless_503(trunk, client):
     t = trunk(sip_max_transactions=3)
     c = client(t.port)
-    for _ in range(3):  # three answered calls: their INVITE transactions live on for 64*T1 (Timer L)
-        c.send(request("INVITE", t.port, c.local_port, xei=f"S.{t.prepare()};", body=SDP))
+    answered = t.prepare()  # an answered call does not count: its transaction is over but for Timer L
+    c.send(request("INVITE", t.port, c.local_port, xei=f"S.{answered};", body=SDP))
+    c.recv_until(200)
+    for _ in range(3):  # three calls left ringing: three transactions in progress
+        ringing = prepare_call(t.backend, "sip=ring_forever")
+        c.send(request("INVITE", t.port, c.local_port, xei=f"S.{ringing};", body=SDP))
+        c.recv_until(180)
     refused_id = t.prepare()
     c.send(request("INVITE", t.port, c.local_port, xei=f"S.{refused_id};", body=SDP))
-    refused = c.recv_until(503)[-1]  # past the three calls' 100/180/200s
+    refused = c.recv_until(503)[-1]
     assert refused.get("retry-after") == "5" and "Too Many Transactions" in refused.first_line()
     t.sip.flush()
     assert t.status(refused_id) == "registered"  # nothing of the refused call was kept

@@ -66,7 +66,8 @@ class MockConfig:
     sip_flush_ms: int = 10
     """SIP journal entries and call state changes are written in batches at most this long after they happen."""
     sip_max_transactions: int = 20_000
-    """Live INVITE transactions at most; beyond it INVITEs get a stateless 503 with Retry-After."""
+    """INVITE transactions in progress (not yet answered) at most; beyond it INVITEs get a stateless 503
+    with Retry-After. Answered ones are released on time (Timers H, I, L), so they need no cap."""
     sip_tcp_idle_s: float = 60.0
     """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
     log_format: str = "text"

@@ -87,6 +87,9 @@ class SipEndpoint:
         self.invites: dict[TxKey, InviteTx] = {}
         self.dialogs: dict[DialogKey, Dialog] = {}
         self.answers = AnswerCache()
+        self.in_progress = 0
+        """INVITE transactions not answered yet (the ones --sip-max-transactions counts); answered ones are
+        released on time by Timers H, I and L."""
         self.client_txs: dict[str, ClientTx] = {}
         self.recorder = Recorder(sink or ThreadSink(store), self.timers.call_later,
                                  body_limit=config.journal_body_limit, flush_interval=config.sip_flush_ms / 1000,
@@ -259,7 +262,7 @@ class SipEndpoint:
             self._send_response(msg, peer, reply_to, 420, "Bad Extension", to_tag=random_token(4),
                                 extra=[("Unsupported", ", ".join(require))], call_id=None)
             return
-        if len(self.invites) >= self.config.sip_max_transactions:  # bounded live state: refuse, keep nothing
+        if self.in_progress >= self.config.sip_max_transactions:  # bounded live state: refuse, keep nothing
             SIP_REFUSED.labels("transaction-cap").inc()
             self._respond_once(msg, data, peer, 503, "Too Many Transactions",
                                decision=f"refused: {self.config.sip_max_transactions} live transactions (cap)",
@@ -279,6 +282,7 @@ class SipEndpoint:
             return
         tx = InviteTx(key, msg, peer, reply_to, random_token(6), admission.call_id)
         self.invites[key] = tx
+        self.in_progress += 1
         self._record("in", peer, data, msg.first_line(), call_id=admission.call_id, sip_call_id=sip_call_id,
                      decision=admission.cause, reason=None if admission.accept else admission.phrase)
         self._send_provisional(tx, 100, "Trying")
@@ -352,6 +356,7 @@ class SipEndpoint:
                  ("Content-Type", "application/sdp")]
         extra += [("Record-Route", rr) for rr in tx.request.get_all("record-route")]
         tx.advance(InviteEvent.FINAL_2XX)
+        self.in_progress -= 1
         data = self._send_response(tx.request, tx.peer, tx.reply_to, 200, "OK", to_tag=tx.to_tag, extra=extra,
                                    body=body, call_id=tx.call_id)
         tx.last_response = data
@@ -384,6 +389,7 @@ class SipEndpoint:
     def _final_non_2xx(self, tx: InviteTx, code: int, reason: str, extra: list[tuple[str, str]]) -> None:
         tx.cancel_timers()
         tx.advance(InviteEvent.FINAL_NON_2XX)
+        self.in_progress -= 1
         tx.last_response = self._send_response(tx.request, tx.peer, tx.reply_to, code, reason, to_tag=tx.to_tag,
                                                extra=extra, call_id=tx.call_id)
         if tx.dialog is not None:
@@ -404,6 +410,8 @@ class SipEndpoint:
 
     def _end_invite_tx(self, tx: InviteTx) -> None:
         tx.cancel_timers()
+        if tx.state is InviteState.PROCEEDING:
+            self.in_progress -= 1
         tx.advance(InviteEvent.END)
         if self.invites.get(tx.key) is tx:
             del self.invites[tx.key]
