@@ -169,9 +169,22 @@ def _admin_token(args: argparse.Namespace) -> str | None:
     return os.environ.get("SYNTHFLOW_MOCK_ADMIN_TOKEN") or None
 
 
+def _scenarios(documents: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Scenarios from the config file, each checked against the same contract as POST /_mock/scenarios."""
+    from mock_server.core import contracts
+
+    validator = contracts.fast_validator("admin-scenario.schema.json")
+    for n, document in enumerate(documents, 1):
+        for error in validator.iter_errors(document):
+            pointer = "/".join(str(p) for p in error.instance_path)
+            raise cli_settings.SettingsError(f"scenarios[{n}]{'/' + pointer if pointer else ''}: {error.message}")
+    return documents
+
+
 def _config_from(args: argparse.Namespace) -> MockConfig:
     """Every ``serve`` flag whose destination is a :class:`MockConfig` field, plus the few that need parsing."""
     values = vars(args) | {
+        "scenarios": tuple(_scenarios(getattr(args, "scenarios", []))),
         "admin_token": _admin_token(args),
         "allowed_hosts": tuple(args.allowed_hosts) or None,
         "policy": _policy(args),

@@ -115,7 +115,12 @@ def resolve(parser: argparse.ArgumentParser, argv: Sequence[str],
         by_key = {}
         for action in actions:
             by_key[_long(action)] = by_key[_long(action).replace("-", "_")] = action
-        for key, raw in _read_file(config_path).items():
+        document = _read_file(config_path)
+        scenarios = document.pop("scenarios", [])
+        if not isinstance(scenarios, list) or not all(isinstance(s, dict) for s in scenarios):
+            raise SettingsError(f"--config {config_path}: scenarios is an array of tables ([[scenarios]])")
+        values["scenarios"] = scenarios
+        for key, raw in document.items():
             action = by_key.get(key)
             if action is None:
                 raise SettingsError(f"--config {config_path}: unknown key {key!r}; keys are the serve flags "
@@ -132,6 +137,8 @@ def resolve(parser: argparse.ArgumentParser, argv: Sequence[str],
         values.pop(dest, None)  # the parser fills these from the command line
         sources[dest] = "flag"
     namespace = argparse.Namespace(**values, config=first.config)
+    if not hasattr(namespace, "scenarios"):
+        namespace.scenarios = []
     for dest in given:  # an appending flag starts from an empty list, not from the layers below
         action = next(a for a in actions if a.dest == dest)
         if isinstance(action, argparse._AppendAction):
@@ -144,6 +151,8 @@ def show(args: argparse.Namespace, sources: dict[str, str]) -> str:
     """The effective settings, one a line, with where each came from; secrets are not shown."""
     lines = []
     width = max(len(dest) for dest in sources)
+    if getattr(args, "scenarios", None):
+        lines.append(f"{'scenarios':<{width}}  {len(args.scenarios)} queued at start{'':<10}  file {args.config}")
     for dest in sorted(sources):
         value = getattr(args, dest)
         if value and ("token" in dest and dest != "admin_token_file"):

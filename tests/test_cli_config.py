@@ -100,3 +100,31 @@ def test_config_show_prints_each_value_and_its_source(capsys, toml, monkeypatch)
     assert lines["http-port"].endswith(f"file {toml}")
     assert lines["http-idle-timeout-s"].endswith("default")
     assert "never-printed" not in "\n".join(lines.values())
+
+
+@pytest.mark.live
+def test_the_config_file_queues_scenarios_at_start(tmp_path):
+    import requests
+
+    from mock_server.testing import start_server
+    from tests.data import AUTH, VALID_BODY
+
+    path = tmp_path / "mock.toml"
+    path.write_text('seed = 3\n\n[[scenarios]]\noutcome = "rate_limited"\ntimes = 2\n'
+                    '[scenarios.match]\nmodel_id = "scenario-model"\n')
+    server = start_server("--no-sip", "--config", str(path))
+    try:
+        body = dict(VALID_BODY, model_id="scenario-model")
+        codes = [requests.post(f"{server.url}/v2/prepare_inbound", json=body, headers=AUTH, timeout=5).status_code
+                 for _ in range(3)]
+        assert codes == [429, 429, 200]
+    finally:
+        server.kill_group()
+
+
+def test_a_bad_scenario_in_the_config_file_is_one_line(tmp_path):
+    path = tmp_path / "mock.toml"
+    path.write_text('[[scenarios]]\noutcome = "nope"\n')
+    out = run("serve", "--config", str(path))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "scenarios[1]" in out.stderr and "nope" in out.stderr

@@ -128,6 +128,8 @@ def test_a_full_disk_refuses_honestly_keeps_health_and_reads_and_recovers_by_its
         assert "full" in health.json()["http"]["cause"]
         assert requests.get(f"{server.url}/_mock/journal?limit=5", timeout=5).status_code == 200
         assert requests.get(f"{server.url}/_mock/calls?limit=5", timeout=5).status_code == 200
+        reset = requests.post(f"{server.url}/_mock/reset", json={}, timeout=10)  # done, or refused honestly
+        assert reset.status_code == 200 or assert_error(reset, 503, "service_unavailable")
 
         filler.unlink()  # space returns: the mock recovers with no restart
         deadline = time.monotonic() + 10
@@ -326,3 +328,20 @@ def test_config_round_trip_keeps_the_byte_caps():
 
     assert (from_json(to_json(config)).calls_max_bytes, from_json(to_json(config)).journal_max_bytes) == (5, 6)
     assert json.loads(to_json(config))["redaction_salt"] == config.redaction_salt
+
+
+def test_a_store_that_refuses_is_a_503_naming_it_not_a_bug(make_client, monkeypatch):
+    import sqlite3
+
+    client, backend = make_client()
+
+    def full(call_id: str) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(backend.store, "get_call", full)
+    detail = assert_error(client.get("/v2/calls/x", headers={"Authorization": "Bearer t"}), 503,
+                          "service_unavailable")
+    assert "database or disk is full" in detail["description"]
+    health = client.get("/_mock/health").json
+    assert health["http"]["refused"] == 1  # counted; the journal write after it worked, so it says ok again
+    assert backend.store.journal()[-2]["status"] == 503

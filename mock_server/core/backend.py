@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from typing import Any
 
@@ -83,6 +84,12 @@ class Backend:
             result = Result(Response(exc.status, exc.body(request_id), dict(exc.headers), exc.delay_s),
                             exc.outcome, exc.reason)
             error = exc.category
+        except sqlite3.Error as exc:  # the store refused (a full disk, a locked file): honest, not a bug
+            self.health.failed(exc, refused=1)
+            err = ApiError(503, "service_unavailable", f"The mock's store refused this request "
+                           f"({type(exc).__name__}: {exc}); GET /_mock/health says more", headers={"Retry-After": "1"})
+            result = Result(Response(503, err.body(request_id), dict(err.headers)))
+            error = err.category
         except Exception as exc:  # a bug: still a JSON answer, journaled, one log line, no traceback
             return self.crashed(request, exc, request_id, kind=route.kind, route_rule=route.rule)
         return self._finish(request, request_id, result, error, kind=route.kind, route_rule=route.rule)

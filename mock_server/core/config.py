@@ -31,6 +31,8 @@ class MockConfig:
     """Makes call ids reproducible."""
     policy: dict[str, Any] | None = None
     """Initial seeded global policy (outcome rates, latencies); see mock_server.core.outcomes."""
+    scenarios: tuple[dict[str, Any], ...] = ()
+    """Scenarios queued when the server starts (the config file's ``[[scenarios]]``), as for POST /_mock/scenarios."""
     scenarios_limit: int = 1_000
     """Queued scenarios with uses left, at most; each prepare reads them all."""
     redaction_salt: str = field(default_factory=lambda: os.urandom(8).hex(), compare=False, repr=False)
@@ -97,6 +99,7 @@ def to_json(config: MockConfig) -> str:
 def from_json(text: str) -> MockConfig:
     data = json.loads(text)
     data["tokens"] = tuple(data.get("tokens", ()))
+    data["scenarios"] = tuple(data.get("scenarios", ()))
     if data.get("allowed_hosts") is not None:
         data["allowed_hosts"] = tuple(data["allowed_hosts"])
     return MockConfig(**data)

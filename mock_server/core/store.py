@@ -317,7 +317,13 @@ class Store:
                 self._append_journal_many(conn, entries)
 
     def reset(self) -> None:
-        """Forget every call, journal entry and queued scenario; zero the counters. The policy stays."""
+        """Forget every call, journal entry and queued scenario; zero the counters. The policy stays.
+
+        On a full disk the deletes need room in the WAL: a truncating checkpoint first gives back what
+        it can."""
+        if not self.in_memory:
+            with self._lock, contextlib.suppress(sqlite3.Error):
+                self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         with self._transaction() as conn:
             conn.execute("DELETE FROM calls")
             conn.execute("DELETE FROM call_events")

@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import replace
 
 from mock_server.core.config import CONFIG_ENV, MockConfig, to_json
+from mock_server.core.store import Store
 from mock_server.server import claims
 from mock_server.server.supervisor import ChildSpec, Supervisor
 
@@ -83,6 +84,20 @@ def _sip_ready(host: str, port: int) -> bool:
             return False
 
 
+def queue_scenarios(config: MockConfig) -> None:
+    """The config file's scenarios, queued before any request can arrive."""
+    if not config.scenarios:
+        return
+    store = Store.for_config(config)
+    try:
+        for scenario in config.scenarios:
+            spec = dict(scenario)
+            match, times = spec.pop("match", {}), int(spec.pop("times", 1))
+            store.add_scenario(match, spec, times)
+    finally:
+        store.close()
+
+
 def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 1,
           sip: bool = True) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
@@ -95,6 +110,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
     try:
         store_lock = claims.claim_store(config.store_path)
         claims.check_store(config.store_path)
+        queue_scenarios(config)
         if sip:
             claims.check_sip_ports(config.sip_host, config.sip_port, config.sip_tls_port)
         listener = claims.bind_http(host, http_port)
