@@ -6,11 +6,11 @@ Retransmits the INVITE and BYE over UDP on T1 doubling (RFC 3261 §17.1.1.2).
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from dataclasses import dataclass, field
 
+from mock_server.sip.common import new_branch, random_token
 from mock_server.sip.message import SipMessage, SipParseError, find_head_end, parse_datagram, parse_head, tag_of
 
 SDP_OFFER = ("v=0\r\no=twilio 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
@@ -38,10 +38,6 @@ class CallResult:
     @property
     def answered(self) -> bool:
         return self.final is not None and self.final.status == 200
-
-
-def _rand(n: int = 6) -> str:
-    return os.urandom(n).hex()
 
 
 class _Transport:
@@ -167,7 +163,7 @@ class SipCaller:
 
     def _call(self, conn: _Transport, uri: str, headers: list[tuple[str, str]], from_number: str, hold_s: float,
               result: CallResult) -> None:
-        call_id, from_tag, branch = f"{_rand()}@synthflow-mock", _rand(4), "z9hG4bK" + _rand()
+        call_id, from_tag, branch = f"{random_token()}@synthflow-mock", random_token(4), new_branch()
         to = f"<{uri.split('?')[0]}>"
         offer = SDP_OFFER.format(ip=conn.local[0])
         invite = self._request(conn, "INVITE", uri.split("?")[0], branch=branch, call_id=call_id, from_tag=from_tag,
@@ -177,13 +173,13 @@ class SipCaller:
         to_tagged = final.get("to") or to
         target = uri.split("?")[0]
         # the ACK of a 2xx is a new transaction; the ACK of a non-2xx reuses the INVITE's branch
-        ack_branch = "z9hG4bK" + _rand() if final.status == 200 else branch
+        ack_branch = new_branch() if final.status == 200 else branch
         conn.send(self._request(conn, "ACK", target, branch=ack_branch, call_id=call_id, from_tag=from_tag,
                                 to=to_tagged, cseq=1, from_number=from_number, extra=[]))
         if final.status != 200:
             return
         time.sleep(hold_s)
-        bye = self._request(conn, "BYE", target, branch="z9hG4bK" + _rand(), call_id=call_id, from_tag=from_tag,
+        bye = self._request(conn, "BYE", target, branch=new_branch(), call_id=call_id, from_tag=from_tag,
                             to=to_tagged, cseq=2, from_number=from_number, extra=[])
         answer = self._transact(conn, bye, call_id, "BYE", result, "BYE")
         result.bye_status = answer.status
