@@ -141,37 +141,28 @@ def test_a_full_disk_refuses_honestly_keeps_health_and_reads_and_recovers_by_its
         server.kill_group()
 
 
-def test_a_full_disk_makes_the_sip_trunk_refuse_new_calls_with_a_reason(small_disk):
-    server = start_server("--store", str(small_disk / "state.sqlite3"), "--sip-t1-ms", "100")
+def test_while_its_journal_store_fails_the_sip_trunk_refuses_new_calls_with_a_reason():
+    """The endpoint's half of a failing SIP journal store (the writer's half, reporting and retrying, is
+    in test_sip_sink.py): no call is taken that could not be recorded, and calls are taken again after."""
+    from tests.sip_client import SDP, UdpClient, request
+    from tests.trunk import Trunk
+
+    trunk = Trunk()
     try:
-        call_id = prepare(server.url).json()["synthflow_call_id"]
-        filler = fill(small_disk)
-        caller = SipCaller("127.0.0.1", server.sip_port, t1=0.1, timeout=5)
-        deadline = time.monotonic() + 90  # seconds alone; a loaded CI machine gets slack
-        refused = None
-        pad = ("X-Pad", "x" * 6000)  # journal rows big enough to need new pages soon
-        while time.monotonic() < deadline:  # SIP traffic fills the writer's batches until one is refused
-            result = caller.call(f"sip:+15551234567@127.0.0.1:{server.sip_port}", [("X-EI", "S.unknown-id;"), pad],
-                                 hold_s=0)
-            if result.final is not None and result.final.status == 503:
-                refused = result.final
-                break
-        health = requests.get(f"{server.url}/_mock/health", timeout=5).json()
-        files = {p.name: p.stat().st_size for p in small_disk.iterdir()}
-        assert refused is not None and "Journal Store Failing" in (refused.reason or ""), (
-            f"no 503 from SIP; last final {result.final and result.final.status}; health {health}; files {files}; "
-            f"server said:\n{server.output()[-3000:]}")
-        assert health["status"] == "degraded" and health["sip"]["ok"] is False
-        filler.unlink()
-        deadline = time.monotonic() + 60  # the writer first stores every batch that waited behind the full disk
-        while time.monotonic() < deadline:
-            if sip_call(server, call_id).answered:
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail("the SIP trunk did not take calls again after space returned")
+        client = UdpClient(trunk.port)
+        sink = trunk.sip.endpoint.recorder.sink
+        sink.failure = "journal store failing: OperationalError: database or disk is full"
+        call_id = trunk.prepare()
+        client.send(request("INVITE", trunk.port, client.local_port, xei=f"S.{call_id};", body=SDP))
+        refused = client.recv()
+        assert refused.status == 503 and "Journal Store Failing" in refused.first_line()
+        assert "disk is full" in (refused.get("warning") or "") and refused.get("retry-after") == "5"
+        assert client.silent(0.2)  # a stateless refusal: nothing retransmitted, no call state
+        sink.failure = None  # the store records again
+        client.send(request("INVITE", trunk.port, client.local_port, xei=f"S.{call_id};", body=SDP))
+        assert [m.status for m in client.recv_until(200)][-1] == 200
     finally:
-        server.kill_group()
+        trunk.stop()
 
 
 # -- 500 HTML instead of JSON -------------------------------------------------------------------------

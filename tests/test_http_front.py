@@ -157,7 +157,8 @@ def test_many_stalled_connections_do_not_stop_other_clients(front):
         t0 = time.monotonic()
         assert post(front).status_code == 200
         times.append(time.monotonic() - t0)
-    assert max(times) < 0.25
+    # a request held up by a stalled client would wait out its 0.4 s read timeout
+    assert sorted(times)[len(times) // 2] < 0.05 and max(times) < 0.39
     answers = [read_all(s) for s in stalled]
     assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers)
 

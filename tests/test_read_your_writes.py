@@ -37,11 +37,11 @@ def test_a_call_is_found_right_after_its_prepare_on_any_worker(two_workers, step
 
 def test_both_workers_answer_and_each_finds_the_others_calls(two_workers):
     seen: dict[str, str] = {}
-    for _ in range(60):
+    while len(seen) < 60 or (len(set(seen.values())) < 2 and len(seen) < 500):  # the kernel picks the worker
         resp = requests.post(f"{two_workers.url}/v2/prepare_inbound", json=VALID_BODY, headers=AUTH, timeout=5)
         seen[resp.json()["synthflow_call_id"]] = resp.headers["X-Mock-Worker"]
     assert len(set(seen.values())) == 2, "the kernel gave every connection to one worker"
-    for call_id, prepared_by in list(seen.items())[:20]:
+    for call_id, prepared_by in seen.items():
         found = requests.get(f"{two_workers.url}/v2/calls/{call_id}", headers=AUTH, timeout=5)
         assert found.status_code == 200
         if found.headers["X-Mock-Worker"] != prepared_by:
