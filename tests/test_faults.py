@@ -336,3 +336,12 @@ def test_a_store_that_refuses_is_a_503_naming_it_not_a_bug(make_client, monkeypa
     health = client.get("/_mock/health").json
     assert health["http"]["refused"] == 1  # counted; the journal write after it worked, so it says ok again
     assert backend.store.journal()[-2]["status"] == 503
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.8.9.1", True), ("::1", True),
+                                            ("localhost", True), ("10.0.0.1", False), ("in-process", False),
+                                            (None, False), ("0.0.0.0", False)])
+def test_one_loopback_test_serves_every_door(host, loopback):
+    from mock_server.core.checks import is_loopback
+
+    assert is_loopback(host) is loopback

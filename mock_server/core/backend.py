@@ -31,10 +31,6 @@ from mock_server.core.store import Store
 log = logging.getLogger("synthflow_mock")
 
 
-def _loopback(remote: str | None) -> bool:
-    return bool(remote) and (remote.startswith("127.") or remote == "::1")  # type: ignore[union-attr]
-
-
 class Backend:
     """Calls, journal and HTTP behaviour shared by every door."""
 
@@ -140,7 +136,7 @@ class Backend:
             salt=self.config.redaction_salt,
         )
         entry["kind"] = kind
-        if request.headers.get("x-mock-internal") == "readiness" and _loopback(request.remote):
+        if request.headers.get("x-mock-internal") == "readiness" and checks.is_loopback(request.remote):
             return response  # the supervisor's own probe: kept out of the journal and the console
         entry["route"] = route_rule
         metrics.HTTP_REQUESTS.labels(route_rule, request.method, str(response.status or response.drop),

@@ -6,6 +6,7 @@ Each raises :class:`~mock_server.core.errors.ApiError` naming the field and the 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import math
 from typing import Any
@@ -66,6 +67,16 @@ def admin(config: MockConfig, request: Request) -> None:
     if origin is not None and origin.split("://", 1)[-1].rstrip("/") != host:
         raise ApiError(403, "forbidden", f"Cross-site admin request refused: Origin {origin!r} is not this mock "
                        f"({host or 'no Host'})", field="Origin")
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether an address (or ``localhost``) is this machine's own: the one test every door uses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _hostname(host: str) -> str:

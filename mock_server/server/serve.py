@@ -12,7 +12,6 @@ HTTP is known to SIP at once.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import os
 import shutil
 import socket
@@ -21,19 +20,11 @@ import sys
 import tempfile
 from dataclasses import replace
 
+from mock_server.core.checks import is_loopback
 from mock_server.core.config import CONFIG_ENV, MockConfig, to_json
 from mock_server.core.store import Store
 from mock_server.server import claims
 from mock_server.server.supervisor import ChildSpec, Supervisor
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(host: str, config: MockConfig) -> None:

@@ -28,6 +28,11 @@ STATUS_MEMORY = 200_000
 """Calls whose newest status this process remembers ahead of the store."""
 
 
+def _is_final(first_line: str) -> bool:
+    """A status line of a final answer (2xx to 6xx)."""
+    return first_line.startswith("SIP/2.0 ") and first_line[8:9] in ("2", "3", "4", "5", "6")
+
+
 class Recorder:
     def __init__(self, sink: Sink, schedule: Callable[[float, Callable[[], None]], Any], *, body_limit: int,
                  flush_interval: float, salt: str = "", console: Console | None = None) -> None:
@@ -55,9 +60,8 @@ class Recorder:
         if self.paused:
             return
         self._count(direction, first_line, decision)
-        if self.console is not None and direction == "out" and first_line[8:9] in "23456" and \
-                first_line.startswith("SIP/2.0 ") and decision is None:  # a final answer, once per transaction
-            self.console.line("sip", what=first_line[8:], call_id=call_id)
+        if self.console is not None and direction == "out" and decision is None and _is_final(first_line):
+            self.console.line("sip", what=first_line[8:], call_id=call_id)  # once per transaction
         limit = self.body_limit
         extra = {"raw_truncated": True, "raw_bytes": len(data)} if len(data) > limit else None
         local = self._local_text.get(peer.local)

@@ -18,6 +18,7 @@ import concurrent.futures
 import time
 from typing import Any
 
+from mock_server.core.checks import is_loopback
 from mock_server.core.config import MockConfig
 from mock_server.core.store import Store
 from mock_server.metrics import SIP_LIVE_DIALOGS, SIP_REFUSED
@@ -112,7 +113,7 @@ class SipEndpoint:
             self._on_response(msg, data, peer)
             return
         internal = msg.method == "OPTIONS" and msg.get("x-mock-internal") == "readiness" and \
-            peer.remote[0] in ("127.0.0.1", "::1")
+            is_loopback(peer.remote[0])
         self.recorder.paused = internal  # the supervisor's readiness probe stays out of the journal
         try:
             self._on_request(msg, data, peer)
