@@ -94,6 +94,19 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="journal text kept, in bytes; the oldest entries go first")
     p.add_argument("--calls-max-bytes", type=int, default=256 * 2**20,
                    help="prepared calls' JSON kept, in bytes; the oldest calls go first")
+    p.add_argument("--agents", default=None, metavar="FILE",
+                   help="agents and workspaces (JSON or TOML, contracts/agents.schema.json): webhook URLs and secrets, "
+                        "inbound webhook, pre-call actions, concurrency and CAPS limits")
+    p.add_argument("--webhook-retries", type=int, default=3,
+                   help="post-call webhook retries after a non-2xx or timeout")
+    p.add_argument("--webhook-backoff-s", type=float, default=1.0,
+                   help="wait before the first webhook retry; doubles for each later one")
+    p.add_argument("--webhook-timeout-s", type=float, default=10.0, help="each webhook attempt waits this long")
+    p.add_argument("--inbound-disconnect-code", type=int, default=603,
+                   help="SIP code when the inbound webhook disconnects the call")
+    p.add_argument("--limit-sip-code", type=int, default=503, help="SIP code for an INVITE over a concurrency limit")
+    p.add_argument("--limit-hold-s", type=float, default=60.0,
+                   help="a prepared call holds its concurrency slot this long waiting for its INVITE")
     p.add_argument("--store", dest="store_path", default=":memory:",
                    help="SQLite file for shared state, kept on exit; :memory: is a temporary file removed on exit")
 
@@ -181,6 +194,28 @@ def _scenarios(documents: list[dict[str, object]]) -> list[dict[str, object]]:
     return documents
 
 
+def _agents(path: str | None) -> dict[str, object] | None:
+    """The --agents file (JSON, or TOML by its .toml suffix), checked against contracts/agents.schema.json."""
+    if not path:
+        return None
+    import json
+    import tomllib
+
+    from mock_server.core import contracts
+
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f) if path.endswith(".toml") else json.load(f)
+    except OSError as exc:
+        raise SystemExit(f"--agents {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise SystemExit(f"--agents {path}: not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {exc}") from None
+    for error in contracts.fast_validator("agents.schema.json").iter_errors(document):
+        pointer = "/".join(str(p) for p in error.instance_path)
+        raise SystemExit(f"--agents {path}: {'/' + pointer if pointer else '(top)'}: {error.message}")
+    return document or None
+
+
 def _config_from(args: argparse.Namespace) -> MockConfig:
     """Every ``serve`` flag whose destination is a :class:`MockConfig` field, plus the few that need parsing."""
     values = vars(args) | {
@@ -191,6 +226,7 @@ def _config_from(args: argparse.Namespace) -> MockConfig:
         "tokens": tuple(args.tokens),
         "sip_host": args.sip_host or args.host,
         "sip_codes": _sip_codes(args.sip_codes),
+        "agents": _agents(args.agents),
     }
     return config_from_values(values)
 

@@ -5,6 +5,8 @@ The mock is told which token to accept, so the ignored-auth check can see invali
 
 from __future__ import annotations
 
+import json
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -46,7 +48,14 @@ def test_admin_api_conforms_to_its_contract(case):
     # One rule of PUT /_mock/policy is beyond JSON Schema (a side's rates sum to at most 1): the mock
     # refuses such a body with a 422 naming it, which the positive-data check would count against it.
     excluded = [positive_data_acceptance] if case.operation.path == "/_mock/policy" else []
-    response = case.call_and_validate(excluded_checks=excluded)
+    response = case.call()
+    if response.status_code == 413:
+        # A valid agents document can be larger than the body cap (--max-body-bytes): a 413 is right then,
+        # and only then.
+        assert len(case.as_transport_kwargs().get("data") or b"") > 64 * 1024 or \
+            len(json.dumps(case.body).encode()) > 64 * 1024
+        return
+    case.validate_response(response, excluded_checks=excluded)
     if case.method.upper() != case.operation.method.upper():
         assert response.status_code == 405
     else:

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mock_server import __version__, metrics
+from mock_server.agents.book import masked
 from mock_server.core import calls, checks, contracts, outcomes, verify
 from mock_server.core.errors import ApiError
 from mock_server.core.exchange import Request, Response, Result
@@ -13,7 +14,7 @@ from mock_server.core.exchange import Request, Response, Result
 if TYPE_CHECKING:
     from mock_server.core.backend import Backend
 
-JOURNAL_KINDS = ("http", "sip", "admin")
+JOURNAL_KINDS = ("http", "sip", "admin", "webhook")
 
 
 def health(backend: Backend, request: Request) -> Result:
@@ -42,19 +43,42 @@ def list_calls(backend: Backend, request: Request) -> Result:
 
 def sip_ladder(backend: Backend, request: Request, call_id: str) -> Result:
     """One call's SIP messages in order: the ladder Synthflow's console draws."""
-    entries = backend.store.journal(call_id=call_id, kinds=("sip",), limit=10_000)
+    entries = backend.store.journal(call_id=call_id, kinds=("sip", "webhook"), limit=10_000)
     ladder = [{k: e.get(k) for k in ("seq", "time", "direction", "transport", "local", "remote", "first_line",
-                                     "sip_call_id", "decision", "reason", "raw")} for e in entries]
+                                     "sip_call_id", "decision", "reason", "raw")} if e["kind"] == "sip" else
+              _webhook_step(e) for e in entries]
     call = backend.store.get_call(call_id)
     body = {"call_id": call_id, "call_status": call["call_status"] if call else None, "messages": ladder}
     return Result(Response(200 if call or ladder else 404, body))
+
+
+def _webhook_step(entry: dict) -> dict:
+    """A webhook attempt as a ladder row: an HTTP request from the mock to the integrator."""
+    answer = f"{entry.get('status')}" if entry.get("status") is not None else entry.get("error")
+    return {"seq": entry.get("seq"), "time": entry.get("time"), "direction": "out", "transport": "HTTP",
+            "local": None, "remote": entry.get("url"),
+            "first_line": f"{entry.get('method')} {entry.get('url')} ({entry.get('event')} #{entry.get('attempt')})",
+            "sip_call_id": None,
+            "decision": f"webhook {entry.get('outcome')}: {answer} in {entry.get('latency_ms')} ms",
+            "reason": entry.get("error"), "raw": entry.get("body"), "kind": "webhook"}
+
+
+def agents(backend: Backend, request: Request) -> Result:
+    """The agents document (webhooks, pre-call actions, limits): PUT replaces it, {} clears it.
+    Secrets are never echoed back; live calls per limit are shown beside it."""
+    if request.method == "PUT":
+        document = checks.json_body(backend.config, request)
+        checks.contract(backend.validator("agents.schema.json"), document)
+        backend.store.set_agents(document or None)
+    return Result(Response(200, {"agents": masked(backend.store.agents_document()),
+                                 "live_calls": backend.store.live_counts()}))
 
 
 def journal(backend: Backend, request: Request) -> Result:
     q = request.query
     kinds = tuple(k for k in q.get("kind", "http,sip").split(",") if k)
     if not kinds or set(kinds) - set(JOURNAL_KINDS):
-        raise ApiError(400, "validation_error", "kind must be a comma-separated subset of http,sip,admin",
+        raise ApiError(400, "validation_error", f"kind must be a comma-separated subset of {','.join(JOURNAL_KINDS)}",
                        field="kind")
     entries = backend.store.journal(
         call_id=q.get("call_id"), path=q.get("path"), kinds=kinds, since=checks.float_arg(request, "since"),

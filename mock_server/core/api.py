@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from mock_server.agents import limits
 from mock_server.core import calls, checks, contracts, jsonio, outcomes
 from mock_server.core.errors import ApiError
 from mock_server.core.exchange import Request, Response, Result
@@ -32,13 +33,33 @@ def prepare_inbound(backend: Backend, request: Request) -> Result:
         return Result(Response(0, None, {}, hold + decision.delay_ms / 1000, drop=drop), outcome, reason)
     call_id = backend.ids.new()
     failed = outcome == "failed"
+    if not failed:
+        _take_limit_slots(backend, body, call_id, reason)
     call = calls.new_call(body, call_id, int(time.time() * 1000),
                           error_message=calls.FAILED_MESSAGE if failed else None)
     status = config.failed_status if failed else 200
     encoded = jsonio.dumps(call)  # once: for the answer and the store
     delay = decision.delay_ms + (decision.params.get("delay-ms", 2000.0) if outcome == "slow" else 0.0)
-    return Result(Response(status, encoded, delay_s=delay / 1000), outcome, reason, call_id, new_call=call,
-                  plan=decision.plan())
+    plan = decision.plan()
+    if body.get("external_webhook_url"):
+        plan = {**(plan or {}), "external_webhook_url": body["external_webhook_url"]}
+    return Result(Response(status, encoded, delay_s=delay / 1000), outcome, reason, call_id, new_call=call, plan=plan)
+
+
+def _take_limit_slots(backend: Backend, body: dict, call_id: str, reason: str | None) -> None:
+    """Count the call against its agent's and workspace's limits, or answer 429 (README, "Limits")."""
+    book = backend.books.get()
+    if not book:
+        return
+    keys = book.limits_for(body["model_id"], body.get("workspace_id"))
+    if not keys:
+        return
+    with backend.store.exclusive() as conn:
+        refusal = limits.reserve(conn, keys, call_id, hold_s=backend.config.limit_hold_s, count_attempt=True)
+    if refusal is not None:
+        raise ApiError(429, "rate_limited", refusal.message(), headers={"Retry-After": str(refusal.retry_after)},
+                       field="model_id" if refusal.key.startswith("agent:") else "workspace_id",
+                       outcome="rate_limited", reason=f"limit {refusal.key} {refusal.kind}")
 
 
 def get_call(backend: Backend, request: Request, call_id: str) -> Result:

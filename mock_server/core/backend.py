@@ -19,6 +19,7 @@ from typing import Any
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from mock_server import metrics
+from mock_server.agents.book import BookCache
 from mock_server.core import calls, checks, contracts, outcomes
 from mock_server.core.config import MockConfig
 from mock_server.core.errors import ApiError
@@ -43,11 +44,15 @@ class Backend:
         self.request_validator = contracts.fast_validator(
             "prepare-inbound-request.schema.json", self.config.allow_extra_fields)
         self.health = Health(f"the HTTP side (pid {os.getpid()})")
+        self.books = BookCache(self.store)
+        """The agents document (webhooks, pre-call actions, limits), re-read when it changes."""
         self._validators: dict[str, Any] = {}
         self._policy_version = -1
         self._policy_cache: dict[str, Any] | None = None
         if self.config.policy:
             self.store.set_policy(outcomes.validate_policy(self.config.policy), only_if_unset=True)
+        if self.config.agents:
+            self.store.set_agents(self.config.agents, only_if_unset=True)
 
     def validator(self, name: str) -> Any:
         """A compiled contract from ``contracts/`` (compiled once per backend)."""

@@ -15,6 +15,8 @@ from mock_server.core import contracts
 JsonDict = dict[str, Any]
 FAILED_MESSAGE = "Synthflow service outage (simulated by synthflow-mock): the call could not be registered."
 """The ``error_message`` of a call prepared with the failed (outage) outcome."""
+ENDED = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+"""Statuses a call reaches when it is over (the post-call webhook goes out; its limit slots are released)."""
 
 
 class IdSource:

@@ -111,8 +111,9 @@ def json_body(config: MockConfig, request: Request) -> Any:
 
 
 def object_body(config: MockConfig, request: Request) -> None:
-    """For requests whose body carries nothing (a reset): none, or a JSON object such as ``{}``."""
-    if request.body.strip() and not isinstance(json_body(config, request), dict):
+    """For requests whose body carries nothing (a reset): none, or a JSON object such as ``{}``.
+    Whitespace alone is a body, and not JSON (400)."""
+    if request.body and not isinstance(json_body(config, request), dict):
         raise ApiError(422, "validation_error", "the body, when there is one, is a JSON object such as {}",
                        field="/")
 

@@ -85,6 +85,22 @@ class MockConfig:
     """A request's body must arrive within this long of its headers, or it gets 408."""
     http_idle_timeout_s: float = 75.0
     """A keep-alive connection with no request for this long is closed."""
+    agents: dict[str, Any] | None = None
+    """The agents document (``contracts/agents.schema.json``: webhooks, pre-call actions, limits), from
+    ``--agents FILE``; installed when the server starts. ``PUT /_mock/agents`` replaces it at run time."""
+    webhook_retries: int = 3
+    """A post-call webhook that gets no 2xx is sent again up to this many times."""
+    webhook_backoff_s: float = 1.0
+    """Wait before the first retry; each later retry waits twice as long as the one before."""
+    webhook_timeout_s: float = 10.0
+    """Each post-call webhook attempt waits this long for an answer."""
+    inbound_disconnect_code: int = 603
+    """SIP final code when the inbound webhook disconnects the call (answers ``{}``)."""
+    limit_sip_code: int = 503
+    """SIP final code for an INVITE over a concurrency limit (with Retry-After)."""
+    limit_hold_s: float = 60.0
+    """A prepared call holds its concurrency slot this long waiting for its INVITE; the INVITE keeps it
+    until the call ends."""
 
 
 CONFIG_ENV = "SYNTHFLOW_MOCK_CHILD_CONFIG_JSON"

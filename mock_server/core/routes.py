@@ -48,6 +48,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/_mock/prepare_bulk", ("POST",), admin.prepare_bulk, "admin"),
     Route("/_mock/scenarios", ("GET", "POST", "DELETE"), admin.scenarios, "admin"),
     Route("/_mock/policy", ("GET", "PUT"), admin.policy, "admin"),
+    Route("/_mock/agents", ("GET", "PUT"), admin.agents, "admin"),
     Route("/_mock/verify", ("POST",), admin.verify_journal, "admin"),
     Route("/_mock/openapi.json", ("GET",), admin.openapi, "admin"),
     Route("/_mock/metrics", ("GET",), admin.prometheus, "admin"),

@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mock_server.agents import limits
 from mock_server.core import jsonio
-from mock_server.core.calls import CallEvent, apply_events
+from mock_server.core.calls import ENDED, CallEvent, apply_events
 from mock_server.core.counters import SharedCounters
 from mock_server.core.exchange import Write
 
@@ -195,7 +196,7 @@ class Store:
                 self._lock_fd = os.open(self.path + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
             conn = self._open()
             with self._file_lock():
-                conn.executescript(_SCHEMA)
+                conn.executescript(_SCHEMA + limits.SCHEMA)
             if self.in_memory:
                 self._shared = conn
             else:
@@ -230,6 +231,12 @@ class Store:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
+
+    @contextmanager
+    def exclusive(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the cross-process lock (check-and-take steps such as limit slots)."""
+        with self._transaction() as conn:
+            yield conn
 
     def close(self) -> None:
         """Close this thread's connection (and the shared one of an in-memory store)."""
@@ -313,6 +320,9 @@ class Store:
                                  "VALUES (?, ?, ?, ?, ?, ?)",
                                  [(e.call_id, e.time, e.event, e.status, json.dumps(e.detail) if e.detail else None,
                                    json.dumps(e.fields) if e.fields else None) for e in events])
+                ended = [e.call_id for e in events if e.status in ENDED]
+                if ended:
+                    limits.release(conn, ended)
             if entries:
                 self._append_journal_many(conn, entries)
 
@@ -329,6 +339,8 @@ class Store:
             conn.execute("DELETE FROM call_events")
             conn.execute("DELETE FROM journal")
             conn.execute("DELETE FROM scenarios")
+            conn.execute("DELETE FROM live_calls")
+            conn.execute("DELETE FROM attempts")
             conn.execute("UPDATE counters SET value = 0")
         self.shared.reset_draws()
         self.shared.bump_version()
@@ -396,6 +408,25 @@ class Store:
         self.shared.reset_draws()
         self.shared.bump_version()
 
+    def agents_document(self) -> JsonDict | None:
+        """The agents document (``contracts/agents.schema.json``), or None."""
+        rows = self._read("SELECT value FROM settings WHERE name = 'agents'")
+        return json.loads(rows[0][0]) if rows else None
+
+    def set_agents(self, document: JsonDict | None, *, only_if_unset: bool = False) -> None:
+        with self._transaction() as conn:
+            if only_if_unset and conn.execute("SELECT 1 FROM settings WHERE name = 'agents'").fetchone():
+                return
+            conn.execute("DELETE FROM settings WHERE name = 'agents'")
+            if document:
+                conn.execute("INSERT INTO settings(name, value) VALUES ('agents', ?)", (json.dumps(document),))
+        self.shared.bump_version()
+
+    def live_counts(self) -> dict[str, int]:
+        """Live calls per limit key (``agent:<model_id>``, ``workspace:<id>``)."""
+        with self._lock:
+            return limits.live_counts(self._connection())
+
     def next_draw(self) -> int:
         """The next number of the seeded draw sequence, shared by every worker process."""
         return self.shared.next_draw()
@@ -436,6 +467,14 @@ class Store:
         if not rows:
             return None, None
         return rows[0][0], json.loads(rows[0][1]) if rows[0][1] else None
+
+    def call_parties(self, call_id: str) -> dict[str, str | None]:
+        """model_id, workspace_id, from_number and to_number of a prepared call, read without decoding its JSON."""
+        rows = self._read("SELECT json_extract(data, '$.model_id'), json_extract(data, '$.workspace_id'), "
+                          "json_extract(data, '$.lead_phone_number'), json_extract(data, '$.agent_phone_number') "
+                          "FROM calls WHERE id = ?", (call_id,))
+        row = rows[0] if rows else (None, None, None, None)
+        return dict(zip(("model_id", "workspace_id", "from_number", "to_number"), row, strict=True))
 
     def list_calls(self, *, status: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[JsonDict], int]:
         where, args = (f"WHERE {_STATUS} = ?", (status,)) if status else ("", ())

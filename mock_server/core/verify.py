@@ -10,12 +10,12 @@ from typing import Any
 
 from mock_server.core.store import Store
 
-EXACT = ("kind", "method", "path", "status", "call_id", "outcome", "direction", "transport", "decision",
+EXACT = ("kind", "method", "path", "status", "call_id", "outcome", "direction", "transport", "decision", "event",
          "sip_call_id")
 CONTAINS = {"reason_contains": "reason", "first_line_contains": "first_line", "body_contains": "body",
             "raw_contains": "raw"}
-SUMMARY = ("seq", "time", "kind", "method", "path", "status", "outcome", "reason", "call_id", "direction",
-           "first_line", "decision")
+SUMMARY = ("seq", "time", "kind", "event", "attempt", "url", "method", "path", "status", "outcome", "reason",
+           "call_id", "direction", "first_line", "decision")
 
 
 def _derived(entry: dict[str, Any]) -> dict[str, Any]:

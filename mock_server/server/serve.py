@@ -89,6 +89,17 @@ def queue_scenarios(config: MockConfig) -> None:
         store.close()
 
 
+def install_agents(config: MockConfig) -> None:
+    """The --agents document replaces whatever the store held, before any request can arrive."""
+    if not config.agents:
+        return
+    store = Store.for_config(config)
+    try:
+        store.set_agents(config.agents)
+    finally:
+        store.close()
+
+
 def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080, workers: int = 1,
           sip: bool = True) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
@@ -102,6 +113,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         store_lock = claims.claim_store(config.store_path)
         claims.check_store(config.store_path)
         queue_scenarios(config)
+        install_agents(config)
         if sip:
             claims.check_sip_ports(config.sip_host, config.sip_port, config.sip_tls_port)
         listener = claims.bind_http(host, http_port)

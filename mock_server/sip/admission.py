@@ -45,6 +45,8 @@ class Admission:
     warning: str | None = None
     """Text for a ``Warning: 399`` header (the diagnostic, for a human)."""
     external_id: str | None = None
+    diversion: str | None = None
+    """The X-EI ``O.`` token."""
     retry_after: int | None = None
     plan: dict[str, Any] | None = None
     """The call's SIP plan from prepare time (outcome engine), for accepted INVITEs."""
@@ -80,12 +82,14 @@ def admit(
         return _reject(table, "unknown_call", call_id, f"no call was prepared with synthflow_call_id {call_id}")
     if status == "failed":
         return Admission(False, table["failed_call"], PHRASES["failed_call"], "failed_call", call_id,
-                        f"prepare_inbound answered call_status 'failed' for {call_id}", external, retry_after=30)
+                        f"call {call_id} has call_status 'failed' (prepared as failed, or its SIP call failed)",
+                        external, retry_after=30)
     if status in ACTIVE:
         return _reject(table, "busy", call_id, f"call {call_id} already has an active SIP dialog ({status})")
     if status in USED:
         return _reject(table, "used_call", call_id, f"call {call_id} was already used ({status})")
-    return Admission(True, 200, "OK", "accepted", call_id, external_id=external, plan=plan)
+    return Admission(True, 200, "OK", "accepted", call_id, external_id=external, plan=plan,
+                     diversion=result.get("O"))
 
 
 def _reject(table: dict[str, int], cause: str, call_id: str, warning: str) -> Admission:

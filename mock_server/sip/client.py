@@ -34,6 +34,8 @@ class CallResult:
     steps: list[Step] = field(default_factory=list)
     bye_status: int | None = None
     error: str | None = None
+    ended_by: str | None = None
+    """``caller`` (our BYE) or ``callee`` (the far end sent BYE during the hold)."""
 
     @property
     def answered(self) -> bool:
@@ -178,10 +180,31 @@ class SipCaller:
                                 to=to_tagged, cseq=1, from_number=from_number, extra=[]))
         if final.status != 200:
             return
-        time.sleep(hold_s)
+        if self._hold(conn, call_id, hold_s, result):
+            return
         bye = self._request(conn, "BYE", target, branch=new_branch(), call_id=call_id, from_tag=from_tag,
                             to=to_tagged, cseq=2, from_number=from_number, extra=[])
         answer = self._transact(conn, bye, call_id, "BYE", result, "BYE")
         result.bye_status = answer.status
+        result.ended_by = "caller"
         if tag_of(to_tagged) is None:
             result.error = "the 200 OK had no To tag"
+
+    def _hold(self, conn: _Transport, call_id: str, hold_s: float, result: CallResult) -> bool:
+        """Stay in the call for ``hold_s``; True when the far end hung up first (its BYE is answered 200)."""
+        start = time.monotonic()
+        end = start + hold_s
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = conn.recv(left)
+            except TimeoutError:
+                break
+            if msg.method != "BYE" or msg.get("call-id") != call_id:
+                continue  # a retransmitted 200 OK, say
+            lines = ["SIP/2.0 200 OK", *(f"Via: {v}" for v in msg.get_all("via")), f"From: {msg.get('from')}",
+                     f"To: {msg.get('to')}", f"Call-ID: {call_id}", f"CSeq: {msg.get('cseq')}", "Content-Length: 0"]
+            conn.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+            result.steps.append(Step("BYE <- far end", (time.monotonic() - start) * 1000, 200, "OK"))
+            result.bye_status, result.ended_by = 200, "callee"
+            return True
+        return False

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from mock_server.agents.book import BookCache
 from mock_server.core.config import MockConfig, config_from_env
 from mock_server.core.store import Store
 from mock_server.server.console import from_config as console_for
@@ -15,13 +16,15 @@ from mock_server.server.loops import new_event_loop
 from mock_server.sip.sink import make_sink
 from mock_server.sip.transport import SipServer, start_sip_server
 from mock_server.sip.uas import SipEndpoint
+from mock_server.webhooks.delivery import Webhooks
 
 
 async def _start(store: Store, config: MockConfig, port: int | None = None, *,
                  writer_process: bool = False) -> SipServer:
     sink = make_sink(store, process=writer_process)
     console = console_for(config) if writer_process else None  # the standalone server prints; tests do not
-    endpoint = SipEndpoint(store, config, asyncio.get_running_loop(), sink=sink, console=console)
+    webhooks = Webhooks(store, config, BookCache(store))
+    endpoint = SipEndpoint(store, config, asyncio.get_running_loop(), sink=sink, console=console, webhooks=webhooks)
     return await start_sip_server(endpoint, config.sip_host, config.sip_port if port is None else port,
                                   tls_port=config.sip_tls_port, tls_cert=config.sip_tls_cert,
                                   tls_key=config.sip_tls_key)

@@ -75,6 +75,10 @@ class InviteTx(Machine[InviteState, InviteEvent]):
     """The Synthflow call id this INVITE names, when it names one."""
     last_response: bytes | None = None
     dialog: Dialog | None = None
+    held: bool = False
+    """The answer waits for the inbound webhook and pre-call actions."""
+    answer_body: bytes | None = None
+    """The SDP answer, kept while ``held``."""
     state: InviteState = field(default=InviteState.PROCEEDING, kw_only=True)
 
 

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import time
 from typing import Any
 
+from mock_server.agents import limits
+from mock_server.agents.book import Agent, BookCache
+from mock_server.core.calls import ENDED
 from mock_server.core.checks import is_loopback
 from mock_server.core.config import MockConfig
 from mock_server.core.store import Store
@@ -54,6 +58,9 @@ from mock_server.sip.transactions import (
     InviteTx,
     TxKey,
 )
+from mock_server.sip.variables import diversion, x_headers
+from mock_server.webhooks.context import CallContext
+from mock_server.webhooks.delivery import BeforeAnswer, Webhooks
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
 
@@ -75,7 +82,8 @@ class SipEndpoint:
     """A fake Synthflow SIP trunk over a shared :class:`Store`."""
 
     def __init__(self, store: Store, config: MockConfig, loop: asyncio.AbstractEventLoop | None = None, *,
-                 sink: Sink | None = None, timers: Timers | None = None, console: Console | None = None) -> None:
+                 sink: Sink | None = None, timers: Timers | None = None, console: Console | None = None,
+                 webhooks: Webhooks | None = None) -> None:
         self.store = store
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
@@ -96,7 +104,11 @@ class SipEndpoint:
                                  body_limit=config.journal_body_limit, flush_interval=config.sip_flush_ms / 1000,
                                  salt=config.redaction_salt, console=console)
         self._record = self.recorder.message
-        self._change = self.recorder.change
+        self.books = BookCache(store)
+        self.webhooks = webhooks
+        """Sends post-call webhooks and runs inbound webhooks and pre-call actions (None: no webhooks)."""
+        self._contexts: dict[str, CallContext] = {}
+        """Calls whose end sends a webhook, by call id; bounded like the transactions."""
 
     # -- public face for transports and runners -------------------------------------------
     def receive(self, data: bytes, peer: Peer, parsed: SipMessage | None = None) -> None:
@@ -138,6 +150,15 @@ class SipEndpoint:
         """Journal something that happened on a transport but is not a message (a close, an error)."""
         self._record("in", peer, data, what, call_id=None, sip_call_id=None, decision=decision)
 
+    def _change(self, call_id: str | None, event: str, status: str | None = None, *,
+                detail: dict[str, Any] | None = None, **fields: Any) -> None:
+        """A step in a call's life (the recorder's); a call that ends sends its post-call webhook."""
+        self.recorder.change(call_id, event, status, detail=detail, **fields)
+        if status in ENDED and call_id is not None and self._contexts:
+            ctx = self._contexts.pop(call_id, None)
+            if ctx is not None and self.webhooks is not None:
+                self.webhooks.post_call(ctx, self.recorder.flush())
+
     def call_state(self, call_id: str) -> tuple[str | None, dict[str, Any] | None]:
         """Status (this process's newest view first) and the SIP plan chosen at prepare time."""
         status, plan = self.store.status_and_plan(call_id)
@@ -156,6 +177,8 @@ class SipEndpoint:
             ctx.cancel_timers()
         self.timers.clear()
         self.recorder.close()
+        if self.webhooks is not None:
+            self.webhooks.close()
 
     # -- requests -------------------------------------------------------------------------
     def _respond_once(self, msg: SipMessage, data: bytes, peer: Peer, code: int, reason: str, *,
@@ -297,16 +320,20 @@ class SipEndpoint:
             self._final_non_2xx(tx, admission.code, admission.phrase, extra)
             return
         script = script_for(admission.plan, self.config)
+        ctx, agent = self._context_for(msg, admission)
         if script.reject is not None:
             code, phrase, extra = script.reject
-            self._change(admission.call_id, "rejected", detail={"code": code, "why": f"plan:{script.plan}",
-                                                                "sip_call_id": sip_call_id})
+            self._change(admission.call_id, "rejected", "busy" if script.plan == "busy" else "failed",
+                         detail={"code": code, "why": f"plan:{script.plan}", "sip_call_id": sip_call_id})
             self._final_non_2xx(tx, code, phrase, extra)
+            return
+        if ctx is not None and not self._within_limits(tx, ctx):
             return
         try:
             answer = sdp.answer(msg.body, peer.local[0])
         except sdp.NoCommonCodec as exc:
-            self._change(admission.call_id, "rejected", detail={"code": 488, "why": str(exc)})
+            self._change(admission.call_id, "rejected", "failed", detail={"code": 488, "why": str(exc)},
+                         error_message=f"Telephony - 488 - {exc}")
             self._final_non_2xx(tx, 488, "Not Acceptable Here",
                                 [("Warning", f"304 synthflow-mock {quoted(str(exc))}")])
             return
@@ -316,15 +343,90 @@ class SipEndpoint:
         SIP_LIVE_DIALOGS.set(len(self.dialogs))
         twilio_sid = msg.get("x-twilio-callsid")
         fields: dict[str, Any] = {"twilio_call_sid": twilio_sid} if twilio_sid else {}
+        variables = ctx.x_headers if ctx is not None else x_headers(msg)
+        if variables:
+            fields["prompt_variables"] = variables
         self._change(admission.call_id, "invite", "ringing", detail={
             "sip_call_id": sip_call_id, "transport": peer.transport, "remote": format_addr(peer.remote),
-            "external_id": admission.external_id}, **fields)
+            "external_id": admission.external_id, "diversion": ctx.diversion if ctx else admission.diversion},
+            **fields)
         dialog.hangup_after = script.hangup_after_s
-        self._after(tx, script.ring_s, self._ring, tx)
+        if ctx is not None and self.webhooks is not None:
+            self._remember(ctx)
+            if agent is not None and agent.steps_before_answer:
+                # The INVITE stays at 180 until the inbound webhook and the pre-call actions are done.
+                tx.held = True
+                self._send_provisional(tx, 180, "Ringing")
+                self.webhooks.before_answer(ctx, agent, functools.partial(self._before_answer_done, tx), self.loop)
+        if not tx.held:
+            self._after(tx, script.ring_s, self._ring, tx)
         if script.no_answer_s is not None:
             tx.timers.append(self.timers.call_later(script.no_answer_s, self._no_answer, tx))
         if script.answer_s is not None:
             self._after(tx, script.answer_s, self._answer, tx, answer)
+
+    def _context_for(self, msg: SipMessage, admission: Any) -> tuple[CallContext | None, Agent | None]:
+        """What this call's webhooks, pre-call steps and limits need, when any of them applies."""
+        call_id = admission.call_id
+        if call_id is None:
+            return None, None
+        book = self.books.get()
+        url = (admission.plan or {}).get("external_webhook_url")
+        if not book and not url:
+            return None, None
+        parties = self.store.call_parties(call_id)
+        ctx = CallContext(call_id, parties["model_id"], parties["workspace_id"], parties["from_number"],
+                          parties["to_number"], admission.external_id, diversion(msg, admission.diversion),
+                          msg.get("x-twilio-callsid"), x_headers(msg), url)
+        return ctx, book.agent(ctx.model_id)
+
+    def _remember(self, ctx: CallContext) -> None:
+        contexts = self._contexts
+        contexts.pop(ctx.call_id, None)
+        contexts[ctx.call_id] = ctx
+        while len(contexts) > 2 * self.config.sip_max_transactions:  # calls that never end do not pile up
+            del contexts[next(iter(contexts))]
+
+    def _within_limits(self, tx: InviteTx, ctx: CallContext) -> bool:
+        """Take the call's concurrency slots (it may hold them since its prepare), or refuse it."""
+        keys = self.books.get().limits_for(ctx.model_id, ctx.workspace_id)
+        if not keys:
+            return True
+        with self.store.exclusive() as conn:
+            refusal = limits.reserve(conn, keys, ctx.call_id, hold_s=None, count_attempt=False)
+        if refusal is None:
+            return True
+        SIP_REFUSED.labels("limit").inc()
+        code, why = self.config.limit_sip_code, refusal.message()
+        self._change(ctx.call_id, "rejected", "failed", detail={"code": code, "why": f"limit:{refusal.key}"},
+                     error_message=f"Telephony - {code} - {why}")
+        self._final_non_2xx(tx, code, "Concurrency Limit Reached",
+                            [("Warning", f"399 synthflow-mock {quoted(why)}"),
+                             ("Retry-After", str(refusal.retry_after))])
+        return False
+
+    def _before_answer_done(self, tx: InviteTx, result: BeforeAnswer) -> None:
+        if tx.state is not InviteState.PROCEEDING:
+            return  # cancelled (or timed out) while the webhook ran
+        fields: dict[str, Any] = {}
+        if result.prompt_variables:
+            fields["prompt_variables"] = result.prompt_variables
+        if result.executed_actions:
+            fields["executed_actions"] = result.executed_actions
+        if result.overridden:
+            fields["model_id"] = result.model_id
+        if result.disconnect is not None:
+            code = self.config.inbound_disconnect_code
+            self._change(tx.call_id, "inbound-webhook-disconnect", "failed", detail={"code": code,
+                         "why": result.disconnect}, error_message=result.disconnect, **fields)
+            self._final_non_2xx(tx, code, "Disconnected By Inbound Webhook",
+                                [("Warning", f"399 synthflow-mock {quoted(result.disconnect)}")])
+            return
+        self._change(tx.call_id, "pre-call", detail={"model_id": result.model_id, "overridden": result.overridden,
+                                                     "actions": len(result.executed_actions)}, **fields)
+        tx.held = False
+        if tx.answer_body is not None:
+            self._answer(tx, tx.answer_body)
 
     def _after(self, tx: InviteTx, delay: float, fn: Any, *args: Any) -> None:
         """Run ``fn`` now when ``delay`` is zero, else on a timer that ends with the transaction."""
@@ -350,6 +452,9 @@ class SipEndpoint:
 
     def _answer(self, tx: InviteTx, body: bytes) -> None:
         if tx.state is not InviteState.PROCEEDING or tx.dialog is None:
+            return
+        if tx.held:  # answered when the pre-call steps are done
+            tx.answer_body = body
             return
         dialog = tx.dialog
         contact_params = f";transport={tx.peer.transport.lower()}" if tx.peer.reliable else ""
@@ -581,6 +686,8 @@ class SipEndpoint:
     def _send_response(self, req: SipMessage, peer: Peer, to: tuple[str, int], code: int, reason: str, *,
                        to_tag: str | None = None, extra: list[tuple[str, str]] | None = None, body: bytes = b"",
                        call_id: str | None) -> bytes:
+        if call_id is not None:  # Synthflow tags its answers with its call id
+            extra = [*extra, ("x-ci", call_id)] if extra else [("x-ci", call_id)]
         data, status_line = build_response(req, peer, code, reason, to_tag=to_tag, extra=extra, body=body)
         self._send_raw(data, peer, to, req.get("call-id") or None, call_id, first_line=status_line)
         return data
