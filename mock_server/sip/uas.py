@@ -321,6 +321,8 @@ class SipEndpoint:
             return
         script = script_for(admission.plan, self.config)
         ctx, agent = self._context_for(msg, admission)
+        if ctx is not None and self.webhooks is not None:
+            self._remember(ctx)  # from now on, however the call ends, its webhook goes out
         if script.reject is not None:
             code, phrase, extra = script.reject
             self._change(admission.call_id, "rejected", "busy" if script.plan == "busy" else "failed",
@@ -352,7 +354,6 @@ class SipEndpoint:
             **fields)
         dialog.hangup_after = script.hangup_after_s
         if ctx is not None and self.webhooks is not None:
-            self._remember(ctx)
             if agent is not None and agent.steps_before_answer:
                 # The INVITE stays at 180 until the inbound webhook and the pre-call actions are done.
                 tx.held = True
