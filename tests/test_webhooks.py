@@ -22,6 +22,7 @@ from mock_server.sip.client import SipCaller
 from mock_server.webhooks import signature
 from tests.contract import assert_matches
 from tests.receiver import Receiver
+from tests.sip_client import SDP, UdpClient, request
 from tests.trunk import Trunk
 
 MODEL = "agent-a"
@@ -37,8 +38,8 @@ def receiver():
 
 
 def make_trunk(receiver: Receiver, agents: dict | None = None, **config) -> Trunk:
-    doc = agents or {"webhook_secret": SECRET,
-                     "agents": {MODEL: {"external_webhook_url": receiver.url("/post-call"), "timezone": "Europe/Berlin"}}}
+    doc = agents or {"webhook_secret": SECRET, "agents": {
+        MODEL: {"external_webhook_url": receiver.url("/post-call"), "timezone": "Europe/Berlin"}}}
     config.setdefault("webhook_backoff_s", 0.05)
     return Trunk(agents=doc, **config)
 
@@ -176,7 +177,8 @@ def inbound_agents(receiver: Receiver, **hook) -> dict:
                 "external_webhook_url": receiver.url("/post-call-b")}}}
 
 
-@pytest.mark.parametrize("answer", [{"call_inbound": {"override_model_id": ""}}, {"call_inbound": {"override_model_id": None}}])
+@pytest.mark.parametrize("answer", [{"call_inbound": {"override_model_id": ""}},
+                                    {"call_inbound": {"override_model_id": None}}])
 def test_inbound_webhook_keeps_the_agent(receiver, answer):
     receiver.answer("/inbound", (200, answer, 0.2))
     trunk = make_trunk(receiver, inbound_agents(receiver))
@@ -257,12 +259,9 @@ def test_a_caller_that_cancels_while_the_inbound_webhook_runs_is_not_answered(re
     trunk = make_trunk(receiver, inbound_agents(receiver))
     try:
         call_id = prepare(trunk)
-        from tests.sip_client import UdpClient, request
-
         client = UdpClient(trunk.port)
         invite = request("INVITE", trunk.port, client.local_port, xei=f"S.{call_id};", call_id="cancel-me",
-                         branch="z9hG4bKcancel1", body="v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
-                         "t=0 0\r\nm=audio 40000 RTP/AVP 0\r\n")
+                         branch="z9hG4bKcancel1", body=SDP)
         client.send(invite)
         assert [m.status for m in client.recv_until(180)] == [100, 180]
         client.send(request("CANCEL", trunk.port, client.local_port, call_id="cancel-me", branch="z9hG4bKcancel1",

@@ -353,12 +353,11 @@ class SipEndpoint:
             "external_id": admission.external_id, "diversion": ctx.diversion if ctx else admission.diversion},
             **fields)
         dialog.hangup_after = script.hangup_after_s
-        if ctx is not None and self.webhooks is not None:
-            if agent is not None and agent.steps_before_answer:
-                # The INVITE stays at 180 until the inbound webhook and the pre-call actions are done.
-                tx.held = True
-                self._send_provisional(tx, 180, "Ringing")
-                self.webhooks.before_answer(ctx, agent, functools.partial(self._before_answer_done, tx), self.loop)
+        if ctx is not None and agent is not None and agent.steps_before_answer and self.webhooks is not None:
+            # The INVITE stays at 180 until the inbound webhook and the pre-call actions are done.
+            tx.held = True
+            self._send_provisional(tx, 180, "Ringing")
+            self.webhooks.before_answer(ctx, agent, functools.partial(self._before_answer_done, tx), self.loop)
         if not tx.held:
             self._after(tx, script.ring_s, self._ring, tx)
         if script.no_answer_s is not None:
