@@ -10,11 +10,13 @@
 
 Both give ``assert_prepared(**fields)``; the live server also ``assert_invite(call_id)``,
 which waits for an INVITE with a valid X-EI for that call and, when none came, shows
-what did arrive.
+what did arrive, and ``assert_webhook(call_id, status=...)``, which does the same for
+the post-call webhook (``set_agents(...)`` says where webhooks go).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -99,6 +101,46 @@ class LiveMock:
         arrived = "\n".join(lines) or "  (no INVITE reached the SIP endpoint)"
         raise AssertionError(f"no INVITE with a valid X-EI for call {call_id} within {timeout:g} s; "
                              f"INVITEs that arrived:\n{arrived}")
+
+
+    def set_agents(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Replace the agents document (webhook URLs and secret, pre-call actions, limits); ``{}`` clears it."""
+        resp = requests.put(f"{self.url}/_mock/agents", json=document, timeout=5)
+        resp.raise_for_status()
+        return resp.json()
+
+    def webhooks(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        """Every webhook attempt the mock made (for one call), oldest first."""
+        params = {"kind": "webhook", **({"call_id": call_id} if call_id else {})}
+        return self.journal(**params)
+
+    def assert_webhook(self, call_id: str, status: str | None = None, *, event: str = "post_call",
+                       timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the mock delivered ``event`` for ``call_id`` and the receiver accepted it (2xx),
+        with the payload's ``status`` when given; fail with every attempt that was made instead."""
+        __tracebackhide__ = True
+        deadline = time.monotonic() + timeout
+        while True:
+            attempts = [e for e in self.webhooks(call_id) if e.get("event") == event]
+            for entry in attempts:
+                if entry.get("outcome") == "delivered" and (status is None or _payload_status(entry) == status):
+                    return entry
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        lines = [f"  #{e.get('attempt')} {e.get('method')} {e.get('url')} -> "
+                 f"{e.get('status') or e.get('error')} (payload status {_payload_status(e)!r})" for e in attempts]
+        arrived = "\n".join(lines) or "  (none: did the call end, and does its agent have an external_webhook_url?)"
+        want = f" with status {status!r}" if status else ""
+        raise AssertionError(f"no {event} webhook{want} for call {call_id} was accepted within {timeout:g} s; "
+                             f"attempts:\n{arrived}")
+
+
+def _payload_status(entry: dict[str, Any]) -> str | None:
+    try:
+        return json.loads(entry.get("body") or "{}").get("status")
+    except ValueError:
+        return None
 
 
 @pytest.fixture

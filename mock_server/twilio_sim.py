@@ -7,7 +7,9 @@
 4. map Synthflow's termination host to the local SIP endpoint, turn the URI's
    headers into SIP headers as Twilio does (plus ``X-Twilio-CallSid`` and
    friends) and place a real call: INVITE, ACK, a short hold, BYE;
-5. check the X-EI call id was one the mock prepared, and that the trunk answered 200.
+5. check the X-EI call id was one the mock prepared, and that the trunk answered 200;
+6. when the call has a post-call webhook (its prepare's ``external_webhook_url`` or its agent's),
+   check the mock delivered it and the receiver accepted it (2xx).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import time
 import urllib.parse
@@ -83,6 +86,7 @@ def simulate_call(
     admin_token: str | None = None,
     hold_s: float = 0.3,
     timeout: float = 10.0,
+    webhook_wait_s: float = 10.0,
 ) -> Report:
     """Run the whole inbound flow once; the report has one check per step."""
     report = Report(call_sid=_sid("CA"))
@@ -159,7 +163,50 @@ def simulate_call(
     if final is not None and final.get("warning"):
         detail += f" ({final.get('warning')})"
     report.add("SIP answer", answered and result.bye_status == 200, f"{detail}; {ladder}")
+
+    # 6. the post-call webhook, when the call has somewhere to send it
+    url = _webhook_url(mock_url, prepared, parsed.call_id, admin)
+    if url and parsed.call_id:
+        attempts = _post_call_attempts(mock_url, parsed.call_id, admin, webhook_wait_s)
+        delivered = [a for a in attempts if a.get("outcome") == "delivered"]
+        tried = "; ".join(f"#{a.get('attempt')} -> {a.get('status') or a.get('error')}" for a in attempts)
+        report.add("post-call webhook delivered and accepted", bool(delivered),
+                   f"POST {url}: {tried}" if attempts else f"nothing sent to {url} within {webhook_wait_s:g} s")
     return report
+
+
+def _webhook_url(mock_url: str, prepared: list[dict[str, Any]], call_id: str | None,
+                 headers: dict[str, str]) -> str | None:
+    """Where the mock sends this call's post-call webhook: the prepare's own URL, else its agent's."""
+    entry = next((e for e in prepared if e.get("call_id") == call_id), None)
+    try:
+        body = json.loads(entry.get("body") or "{}") if entry else {}
+    except ValueError:
+        body = {}
+    if body.get("external_webhook_url"):
+        return str(body["external_webhook_url"])
+    try:
+        agents = requests.get(f"{mock_url}/_mock/agents", headers=headers, timeout=5).json().get("agents") or {}
+    except (requests.RequestException, ValueError):
+        return None
+    return (agents.get("agents", {}).get(body.get("model_id"), {}) or {}).get("external_webhook_url")
+
+
+def _post_call_attempts(mock_url: str, call_id: str, headers: dict[str, str], wait_s: float) -> list[dict[str, Any]]:
+    """The mock's post-call webhook attempts for the call, once one was delivered or ``wait_s`` passed."""
+    deadline = time.monotonic() + wait_s
+    attempts: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        try:
+            entries = requests.get(f"{mock_url}/_mock/journal", params={"kind": "webhook", "call_id": call_id},
+                                   headers=headers, timeout=5).json().get("entries", [])
+        except (requests.RequestException, ValueError):
+            entries = []
+        attempts = [e for e in entries if e.get("event") == "post_call"]
+        if any(a.get("outcome") == "delivered" for a in attempts):
+            break
+        time.sleep(0.1)
+    return attempts
 
 
 def _prepared_since(mock_url: str, since: float, headers: dict[str, str]) -> list[dict[str, Any]]:
