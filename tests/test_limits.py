@@ -119,7 +119,7 @@ def test_exactly_n_concurrent_invites_are_answered_and_the_rest_get_the_sip_code
     failed = next(c for c in calls if c["call_status"] == "failed")
     assert failed["error_message"].startswith("Telephony - 503 - Concurrency limit exceeded.")
     sip = requests.post(f"{server.url}/_mock/verify", timeout=5, json={
-        "kind": "sip", "status": 503, "count": {"eq": 6}}).json()
+        "kind": "sip", "status": 503, "reason_contains": f"limit agent:{MODEL} concurrency", "count": {"eq": 6}}).json()
     assert sip["ok"], sip
     # all ended: the slots are free again
     assert requests.get(f"{server.url}/_mock/agents", timeout=5).json()["live_calls"] == {}

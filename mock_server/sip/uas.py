@@ -402,7 +402,7 @@ class SipEndpoint:
                      error_message=f"Telephony - {code} - {why}")
         self._final_non_2xx(tx, code, "Concurrency Limit Reached",
                             [("Warning", f"399 synthflow-mock {quoted(why)}"),
-                             ("Retry-After", str(refusal.retry_after))])
+                             ("Retry-After", str(refusal.retry_after))], why=f"limit {refusal.key} {refusal.kind}")
         return False
 
     def _before_answer_done(self, tx: InviteTx, result: BeforeAnswer) -> None:
@@ -420,7 +420,7 @@ class SipEndpoint:
             self._change(tx.call_id, "inbound-webhook-disconnect", "failed", detail={"code": code,
                          "why": result.disconnect}, error_message=result.disconnect, **fields)
             self._final_non_2xx(tx, code, "Disconnected By Inbound Webhook",
-                                [("Warning", f"399 synthflow-mock {quoted(result.disconnect)}")])
+                                [("Warning", f"399 synthflow-mock {quoted(result.disconnect)}")], why=result.disconnect)
             return
         self._change(tx.call_id, "pre-call", detail={"model_id": result.model_id, "overridden": result.overridden,
                                                      "actions": len(result.executed_actions)}, **fields)
@@ -492,12 +492,14 @@ class SipEndpoint:
                      end_call_reason="error")
         self.send_bye(dialog, reason="no ACK for 200 OK")
 
-    def _final_non_2xx(self, tx: InviteTx, code: int, reason: str, extra: list[tuple[str, str]]) -> None:
+    def _final_non_2xx(self, tx: InviteTx, code: int, reason: str, extra: list[tuple[str, str]], *,
+                       why: str | None = None) -> None:
+        """The INVITE's final non-2xx answer; ``why`` goes in the journal beside it."""
         tx.cancel_timers()
         tx.advance(InviteEvent.FINAL_NON_2XX)
         self.in_progress -= 1
         tx.last_response = self._send_response(tx.request, tx.peer, tx.reply_to, code, reason, to_tag=tx.to_tag,
-                                               extra=extra, call_id=tx.call_id)
+                                               extra=extra, call_id=tx.call_id, why=why)
         if tx.dialog is not None:
             self.dialogs.pop(tx.dialog.key, None)
             tx.dialog = None
@@ -685,16 +687,16 @@ class SipEndpoint:
     # -- sending ----------------------------------------------------------------------------
     def _send_response(self, req: SipMessage, peer: Peer, to: tuple[str, int], code: int, reason: str, *,
                        to_tag: str | None = None, extra: list[tuple[str, str]] | None = None, body: bytes = b"",
-                       call_id: str | None) -> bytes:
+                       call_id: str | None, why: str | None = None) -> bytes:
         if call_id is not None:  # Synthflow tags its answers with its call id
             extra = [*extra, ("x-ci", call_id)] if extra else [("x-ci", call_id)]
         data, status_line = build_response(req, peer, code, reason, to_tag=to_tag, extra=extra, body=body)
-        self._send_raw(data, peer, to, req.get("call-id") or None, call_id, first_line=status_line)
+        self._send_raw(data, peer, to, req.get("call-id") or None, call_id, first_line=status_line, why=why)
         return data
 
     def _send_raw(self, data: bytes, peer: Peer, to: tuple[str, int], sip_call_id: str | None, call_id: str | None,
-                  *, first_line: str | None = None, note: str | None = None) -> None:
+                  *, first_line: str | None = None, note: str | None = None, why: str | None = None) -> None:
         ok = peer.send(data, to)
         line = first_line or data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
         self._record("out", peer, data, line, call_id=call_id, sip_call_id=sip_call_id,
-                     decision=note if ok else "not sent: connection closed", to=to)
+                     decision=note if ok else "not sent: connection closed", reason=why, to=to)
