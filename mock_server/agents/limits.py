@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS live_calls (
     PRIMARY KEY (key, call_id)
 );
 CREATE INDEX IF NOT EXISTS live_calls_call_id ON live_calls(call_id);
+CREATE INDEX IF NOT EXISTS live_calls_expiry ON live_calls(key, expires);
 CREATE TABLE IF NOT EXISTS attempts (
     key TEXT NOT NULL,
     t   REAL NOT NULL
