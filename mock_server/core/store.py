@@ -399,14 +399,20 @@ class Store:
         return json.loads(rows[0][0]) if rows else None
 
     def set_policy(self, policy: JsonDict | None, *, only_if_unset: bool = False) -> None:
+        if self._put_setting("policy", policy, only_if_unset):
+            self.shared.reset_draws()
+            self.shared.bump_version()
+
+    def _put_setting(self, name: str, value: JsonDict | None, only_if_unset: bool) -> bool:
+        """Replace (or, with a falsy value, remove) one settings document; False when ``only_if_unset``
+        found one already. The caller bumps the shared version, after any other reset."""
         with self._transaction() as conn:
-            if only_if_unset and conn.execute("SELECT 1 FROM settings WHERE name = 'policy'").fetchone():
-                return
-            conn.execute("DELETE FROM settings WHERE name = 'policy'")
-            if policy:
-                conn.execute("INSERT INTO settings(name, value) VALUES ('policy', ?)", (json.dumps(policy),))
-        self.shared.reset_draws()
-        self.shared.bump_version()
+            if only_if_unset and conn.execute("SELECT 1 FROM settings WHERE name = ?", (name,)).fetchone():
+                return False
+            conn.execute("DELETE FROM settings WHERE name = ?", (name,))
+            if value:
+                conn.execute("INSERT INTO settings(name, value) VALUES (?, ?)", (name, json.dumps(value)))
+        return True
 
     def agents_document(self) -> JsonDict | None:
         """The agents document (``contracts/agents.schema.json``), or None."""
@@ -414,13 +420,8 @@ class Store:
         return json.loads(rows[0][0]) if rows else None
 
     def set_agents(self, document: JsonDict | None, *, only_if_unset: bool = False) -> None:
-        with self._transaction() as conn:
-            if only_if_unset and conn.execute("SELECT 1 FROM settings WHERE name = 'agents'").fetchone():
-                return
-            conn.execute("DELETE FROM settings WHERE name = 'agents'")
-            if document:
-                conn.execute("INSERT INTO settings(name, value) VALUES ('agents', ?)", (json.dumps(document),))
-        self.shared.bump_version()
+        if self._put_setting("agents", document, only_if_unset):
+            self.shared.bump_version()
 
     def live_counts(self) -> dict[str, int]:
         """Live calls per limit key (``agent:<model_id>``, ``workspace:<id>``)."""
