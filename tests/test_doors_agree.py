@@ -1,9 +1,10 @@
-"""In-process and live-server doors give the same answers for the same inputs (one core, two doors)."""
+"""In-process doors (requests, httpx) and the live server give the same answers for the same inputs (one core)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -41,5 +42,7 @@ def test_in_process_and_live_answers_are_identical(_synthflow_live_server, body,
     live = requests.post(f"{_synthflow_live_server.url}/v2/prepare_inbound", json=body, headers=headers, timeout=5)
     with synthflow_mock():
         local = requests.post("https://api.synthflow.ai/v2/prepare_inbound", json=body, headers=headers, timeout=5)
+        via_httpx = httpx.post("https://api.synthflow.ai/v2/prepare_inbound", json=body, headers=headers, timeout=5)
     assert normalise(live.status_code, live.json()) == normalise(local.status_code, local.json())
-    assert live.headers.get("Retry-After") == local.headers.get("Retry-After")
+    assert normalise(live.status_code, live.json()) == normalise(via_httpx.status_code, via_httpx.json())
+    assert live.headers.get("Retry-After") == local.headers.get("Retry-After") == via_httpx.headers.get("Retry-After")
