@@ -110,17 +110,18 @@ def simulate_call(
             resp = requests.post(webhook, data=params, headers=headers, timeout=timeout)
     except requests.RequestException as exc:
         report.add("webhook answered", False, f"{method} {webhook} failed: {exc}")
+        _check_prepares(report, mock_url, since, admin)
         return report
     report.twiml = resp.text
     if not report.add("webhook answered", resp.ok, f"{method} {webhook} -> {resp.status_code}"):
+        _check_prepares(report, mock_url, since, admin)  # often the reason the webhook failed
         return report
 
-    # 2. prepare_inbound seen while the webhook ran
-    prepared = _prepared_since(mock_url, since, admin)
-    ids = [e["call_id"] for e in prepared if e.get("call_id")]
-    report.add("prepare_inbound called", bool(ids),
-               f"{len(prepared)} call(s) to /v2/prepare_inbound, ids {ids}" if prepared else
-               "the webhook answered without calling POST /v2/prepare_inbound on the mock (prepare skipped?)")
+    # 2. prepare_inbound seen while the webhook ran: every attempt, with its status
+    prepared = _check_prepares(report, mock_url, since, admin)
+    if prepared is None:
+        return report
+    ids = [e["call_id"] for e in prepared if e.get("call_id") and e.get("status") == 200]
 
     # 3. TwiML and its <Sip>
     diagnostics = lint.lint_twiml(resp.text, lint.Target(hosts=(*lint.SYNTHFLOW_HOSTS, sip_target[0], "localhost")))
@@ -141,8 +142,10 @@ def simulate_call(
                f"X-EI: {xei_values[0] if xei_values else '(none)'} -> call id {parsed.call_id}" if parsed.ok else
                "; ".join(str(d.message) for d in parsed.errors) or "no S. token",
                [d.message for d in parsed.warnings])
-    report.add("call id was prepared", parsed.call_id is not None and parsed.call_id in ids,
-               f"{parsed.call_id} {'is' if parsed.call_id in ids else 'is NOT'} among the prepared ids {ids}")
+    if ids:  # with no prepare at all, the SIP answer (below) tells which mock the app called
+        known = parsed.call_id in ids
+        report.add("call id was prepared", known, f"{parsed.call_id} is {'' if known else 'NOT '}among the ids "
+                   f"prepared on {mock_url}: {ids}")
 
     # 5. the SIP call
     transport = "tcp" if ";transport=tcp" in uri.split("?")[0].lower() else "udp"
@@ -163,6 +166,8 @@ def simulate_call(
     if final is not None and final.get("warning"):
         detail += f" ({final.get('warning')})"
     report.add("SIP answer", answered and result.bye_status == 200, f"{detail}; {ladder}")
+    if not ids and parsed.call_id is not None:
+        report.checks.append(_no_prepare_here(mock_url, parsed.call_id, answered))
 
     # 6. the post-call webhook, when the call has somewhere to send it
     url = _webhook_url(mock_url, prepared, parsed.call_id, admin)
@@ -209,13 +214,45 @@ def _post_call_attempts(mock_url: str, call_id: str, headers: dict[str, str], wa
     return attempts
 
 
-def _prepared_since(mock_url: str, since: float, headers: dict[str, str]) -> list[dict[str, Any]]:
+WHY = {401: "the mock refused the API key (empty, malformed or not accepted): check the Authorization header "
+            "your app sends (SYNTHFLOW_API_KEY)",
+       422: "the body broke the contract (see the journal entry's errors)",
+       415: "the body was not sent as application/json"}
+
+
+def _check_prepares(report: Report, mock_url: str, since: float,
+                    headers: dict[str, str]) -> list[dict[str, Any]] | None:
+    """Add the prepare step: each POST /v2/prepare_inbound the mock saw since ``since``, with its status.
+    None (and a failed step) when the mock cannot be asked."""
     try:
         resp = requests.get(f"{mock_url}/_mock/journal", params={"path": "/v2/prepare_inbound", "since": since},
                             headers=headers, timeout=5)
-        return [e for e in resp.json().get("entries", []) if e.get("status") == 200]
-    except (requests.RequestException, ValueError):
-        return []
+        resp.raise_for_status()
+        entries = resp.json().get("entries", [])
+    except (requests.RequestException, ValueError) as exc:
+        report.add("prepare_inbound called", False, f"the mock at {mock_url} cannot be reached to check: {exc} "
+                   "(is --mock-url the mock your app calls?)")
+        return None
+    ok = [e for e in entries if e.get("status") == 200]
+    attempts = "; ".join(
+        f"POST /v2/prepare_inbound -> {e.get('status')}" + (f" {e.get('error')}" if e.get("error") else "") +
+        (f": {WHY[e['status']]}" if e.get("status") in WHY else "") +
+        (f" (call {e.get('call_id')})" if e.get("call_id") else "") for e in entries)
+    if entries:
+        report.add("prepare_inbound called", bool(ok), f"{len(entries)} attempt(s): {attempts}")
+    else:
+        report.add("prepare_inbound called", False,
+                   f"the mock at {mock_url} saw no POST /v2/prepare_inbound while the webhook ran (prepare skipped, "
+                   "or your app calls another URL: check SYNTHFLOW_BASE_URL)")
+    return entries
+
+
+def _no_prepare_here(mock_url: str, call_id: str, trunk_answered: bool) -> Check:
+    if trunk_answered:
+        return Check("call id was prepared", False,
+                     f"the SIP trunk answered 200 for {call_id}, so a mock prepared it, but not the one at "
+                     f"{mock_url}: --mock-url points at another mock than the one your app calls")
+    return Check("call id was prepared", False, f"{call_id} was not prepared on the mock at {mock_url}")
 
 
 def _sip_uri(twiml: str) -> str | None:

@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from examples.fastapi_app import app as fastapi_app
 from examples.flask_app import app as flask_app
-from mock_server.testing import free_port
+from mock_server.testing import free_port, start_server
 from mock_server.twilio_sim import simulate_call
 
 pytestmark = pytest.mark.live
@@ -119,3 +119,33 @@ def test_the_simulators_signature_is_the_one_twilio_python_validates():
     signature = sign(url, params, "secret-token")
     assert signature == RequestValidator("secret-token").compute_signature(url, params)
     assert RequestValidator("secret-token").validate(url, params, signature)
+
+
+def test_a_401_on_prepare_is_reported_as_a_401(flask_webhook, synthflow_server, monkeypatch):
+    monkeypatch.setenv("SYNTHFLOW_BASE_URL", synthflow_server.url)
+    monkeypatch.setenv("SYNTHFLOW_API_KEY", "")  # the empty key: the app still calls, and is refused
+    monkeypatch.delenv("EXAMPLE_MISTAKE", raising=False)
+    report = run(flask_webhook, synthflow_server)
+    step = check(report, "prepare_inbound called")
+    assert not step.ok and "-> 401 unauthorized: the mock refused the API key" in step.detail, report.render()
+    assert "prepare skipped" not in step.detail
+
+
+def test_a_wrong_mock_url_is_named_as_such(webhook, synthflow_server):
+    other = start_server("--no-sip", "--quiet")
+    try:
+        report = simulate_call(webhook, "+15075785607", "+15551234567", mock_url=other.url,
+                               sip_target=("127.0.0.1", synthflow_server.sip_port))
+    finally:
+        other.kill_group()
+    assert check(report, "SIP answer").ok  # the trunk the app's mock feeds knows the call
+    step = check(report, "call id was prepared")
+    assert not step.ok and "--mock-url points at another mock than the one your app calls" in step.detail, \
+        report.render()
+
+
+def test_an_unreachable_mock_is_named_as_such(webhook, synthflow_server):
+    report = simulate_call(webhook, "+15075785607", "+15551234567", mock_url="http://127.0.0.1:9",
+                           sip_target=("127.0.0.1", synthflow_server.sip_port))
+    step = check(report, "prepare_inbound called")
+    assert not step.ok and "cannot be reached" in step.detail, report.render()
