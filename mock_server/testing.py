@@ -6,14 +6,18 @@ The pytest plugin (``mock_server.pytest_plugin``) builds its live-server fixture
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -67,6 +71,13 @@ class LiveServer:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
+
+    def close(self) -> None:
+        """Stop gracefully (the server removes its temporary store), then make sure nothing is left: no
+        process and no log file."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.stop(timeout=10)
+        self.kill_group()
 
     def kill_group(self) -> None:
         """SIGKILL every process the server started (its own group and each child's session)."""
@@ -143,3 +154,39 @@ def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     raise RuntimeError("server did not become ready")
+
+
+@contextlib.contextmanager
+def serve_app(app_or_url: Any) -> Iterator[str]:
+    """Yield a base URL for an app: the URL itself, or a WSGI or ASGI app served on a free loopback
+    port for the duration (werkzeug's threaded server for WSGI, uvicorn for ASGI)."""
+    if isinstance(app_or_url, str):
+        yield app_or_url
+        return
+    port = free_port()
+    call = getattr(app_or_url, "__call__", None)  # noqa: B004 - an ASGI app is an object with an async __call__
+    if inspect.iscoroutinefunction(app_or_url) or inspect.iscoroutinefunction(call):
+        import uvicorn
+
+        server = uvicorn.Server(uvicorn.Config(app_or_url, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(5)
+        return
+    from werkzeug.serving import make_server
+
+    wsgi = make_server("127.0.0.1", port, app_or_url, threaded=True)
+    thread = threading.Thread(target=wsgi.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        wsgi.shutdown()
+        wsgi.server_close()

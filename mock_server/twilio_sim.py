@@ -127,7 +127,7 @@ def simulate_call(
     diagnostics = lint.lint_twiml(resp.text, lint.Target(hosts=(*lint.SYNTHFLOW_HOSTS, sip_target[0], "localhost")))
     errors = [f"{d.code}: {d.message} (hint: {d.hint})" for d in diagnostics if d.severity == "error"]
     warnings = [f"{d.code}: {d.message} (hint: {d.hint})" for d in diagnostics if d.severity == "warning"]
-    uri = _sip_uri(resp.text)
+    uri = sip_uri(resp.text)
     report.add("TwiML <Dial><Sip> valid", not errors and uri is not None,
                ("; ".join(errors) if errors else f"<Sip>{uri}</Sip>") if uri else "no <Dial><Sip> in the answer",
                warnings)
@@ -255,7 +255,8 @@ def _no_prepare_here(mock_url: str, call_id: str, trunk_answered: bool) -> Check
     return Check("call id was prepared", False, f"{call_id} was not prepared on the mock at {mock_url}")
 
 
-def _sip_uri(twiml: str) -> str | None:
+def sip_uri(twiml: str) -> str | None:
+    """The URI inside ``<Dial><Sip>``, or None."""
     try:
         root = ET.fromstring(twiml.strip())
     except ET.ParseError:

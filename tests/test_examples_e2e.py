@@ -149,3 +149,18 @@ def test_an_unreachable_mock_is_named_as_such(webhook, synthflow_server):
                            sip_target=("127.0.0.1", synthflow_server.sip_port))
     step = check(report, "prepare_inbound called")
     assert not step.ok and "cannot be reached" in step.detail, report.render()
+
+
+@pytest.mark.parametrize("app", [flask_app, fastapi_app], ids=["wsgi", "asgi"])
+def test_the_fixtures_simulate_call_serves_the_app_itself(app, synthflow_server, monkeypatch):
+    monkeypatch.setenv("SYNTHFLOW_BASE_URL", synthflow_server.url)
+    monkeypatch.setenv("SYNTHFLOW_API_KEY", "test-key")
+    monkeypatch.delenv("EXAMPLE_MISTAKE", raising=False)
+    report = synthflow_server.simulate_call(app, "+15075785607", "+15551234567")
+    assert report.ok
+    monkeypatch.setenv("EXAMPLE_MISTAKE", "wrong-port")
+    with pytest.raises(AssertionError) as failed:
+        synthflow_server.simulate_call(app, "+15075785607", "+15551234567")
+    message = str(failed.value)
+    assert message.startswith("the simulated call failed:\nTwilio simulator, call CA")
+    assert "[FAIL] TwiML <Dial><Sip> valid: wrong-port: port 5060" in message
