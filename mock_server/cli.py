@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mock_server import __version__, cli_lint, cli_settings
+from mock_server import __version__, cli_lint, cli_settings, cli_watch
 from mock_server.core.config import MockConfig, config_from_values
 
 DESCRIPTION = ("A local stand-in for Synthflow's inbound SIP-trunk flow: the prepare_inbound API, a SIP trunk "
@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--sip-target", default="127.0.0.1:32681",
                       help="where Synthflow's termination host is dialled instead (HOST:PORT)")
     call.add_argument("--hold-ms", type=int, default=300, help="time between ACK and BYE")
+    cli_watch.add_parsers(sub)
     return parser
 
 
@@ -321,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                hold_s=args.hold_ms / 1000)
         print(report.render())
         return 0 if report.ok else 1
+    if args.command in ("ladder", "tail"):
+        return cli_watch.run(args)
     return cli_lint.run(args)
 
 

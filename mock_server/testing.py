@@ -146,7 +146,8 @@ def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
             with open(log_path, errors="replace") as f:
                 raise RuntimeError(f"server exited with {proc.returncode}:\n{f.read()}")
         try:
-            if requests.get(f"http://127.0.0.1:{http_port}/_mock/health", timeout=0.5).status_code == 200:
+            # 401/403: it answers, and guards its admin API with a token
+            if requests.get(f"http://127.0.0.1:{http_port}/_mock/health", timeout=0.5).status_code in (200, 401, 403):
                 _remember_tree(proc.pid)
                 return LiveServer(proc, http_port, sip_port, time.monotonic() - t0, log_path)
         except (requests.ConnectionError, requests.Timeout):  # the port listens before a worker accepts

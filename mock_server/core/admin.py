@@ -6,10 +6,12 @@ import time
 from typing import TYPE_CHECKING
 
 from mock_server import __version__, metrics
+from mock_server import ui as web_ui
 from mock_server.agents.book import masked
 from mock_server.core import calls, checks, contracts, outcomes, verify
 from mock_server.core.errors import ApiError
 from mock_server.core.exchange import Request, Response, Result
+from mock_server.ladder import model as ladder_model
 
 if TYPE_CHECKING:
     from mock_server.core.backend import Backend
@@ -50,6 +52,32 @@ def sip_ladder(backend: Backend, request: Request, call_id: str) -> Result:
     call = backend.store.get_call(call_id)
     body = {"call_id": call_id, "call_status": call["call_status"] if call else None, "messages": ladder}
     return Result(Response(200 if call or ladder else 404, body))
+
+
+def call_ladder(backend: Backend, request: Request, call_id: str) -> Result:
+    """One call as a sequence diagram's steps (the prepare, SIP, webhooks): what the web page and
+    ``synthflow-mock ladder`` draw."""
+    entries = backend.store.journal(call_id=call_id, kinds=("http", "sip", "webhook"), limit=10_000)
+    call = backend.store.get_call(call_id)
+    return Result(Response(200 if call or entries else 404, ladder_model.build(call_id, entries, call)))
+
+
+UI_SECURITY = {
+    "Content-Type": "text/html; charset=utf-8",
+    # Everything the page needs is inline or from this mock: nothing is fetched from elsewhere.
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                               "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
+
+
+def ui(backend: Backend, request: Request) -> Result:
+    """The web ladder: a static page; the calls and ladders it shows come from the admin API (token-guarded)."""
+    return Result(Response(200, web_ui.page(), dict(UI_SECURITY)))
+
+
+def ui_redirect(backend: Backend, request: Request) -> Result:
+    return Result(Response(302, b"", {"Location": "/_mock/ui", "Content-Type": "text/plain"}))
 
 
 def _webhook_step(entry: dict) -> dict:

@@ -78,7 +78,7 @@ class Backend:
         request_id = os.urandom(12).hex()
         try:
             if route.is_admin:
-                checks.admin(self.config, request)
+                checks.admin(self.config, request, token=route.needs_token)
             result = route.handler(self, request, **args)
             error = None
         except ApiError as exc:
@@ -108,7 +108,9 @@ class Backend:
                             route_rule)
 
     def not_found(self, request: Request) -> Response:
-        return self._unrouted(request, ApiError(404, "not_found", f"No route for {request.method} {request.path}"))
+        hint = "; the mock's web ladder is at /_mock/ui" if request.path in ("/", "/_mock", "/ui") else ""
+        return self._unrouted(request, ApiError(404, "not_found",
+                                                f"No route for {request.method} {request.path}{hint}"))
 
     def method_not_allowed(self, request: Request, allowed: list[str]) -> Response:
         allowed = sorted(set(allowed) - {"HEAD", "OPTIONS"}) or sorted(allowed)

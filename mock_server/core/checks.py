@@ -36,7 +36,7 @@ def bearer(config: MockConfig, request: Request) -> None:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def admin(config: MockConfig, request: Request) -> None:
+def admin(config: MockConfig, request: Request, *, token: bool = True) -> None:
     """The admin API's guards: its token when one is set, then the browser rules.
 
     A web page can make a browser send a "simple" cross-site request (a POST with a text/plain body,
@@ -44,7 +44,7 @@ def admin(config: MockConfig, request: Request) -> None:
     request must be JSON and carry no foreign ``Origin``, and ``Host`` must name this mock.
     """
     expected = config.admin_token
-    if expected is not None:
+    if expected is not None and token:
         given = request.headers.get("x-mock-admin-token")
         if not given:
             raise ApiError(401, "unauthorized", "The admin API needs the X-Mock-Admin-Token header",

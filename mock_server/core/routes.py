@@ -25,6 +25,8 @@ class Route:
     handler: Handler
     kind: str = "http"
     """``http`` for Synthflow's API, ``admin`` for ``/_mock/`` (its own token, journaled as admin)."""
+    needs_token: bool = True
+    """False only for the web page's static shell: the data it then fetches needs the admin token."""
 
     @property
     def endpoint(self) -> str:
@@ -43,6 +45,9 @@ ROUTES: tuple[Route, ...] = (
     Route("/_mock/health", ("GET",), admin.health, "admin"),
     Route("/_mock/calls", ("GET",), admin.list_calls, "admin"),
     Route("/_mock/calls/<call_id>/sip", ("GET",), admin.sip_ladder, "admin"),
+    Route("/_mock/calls/<call_id>/ladder", ("GET",), admin.call_ladder, "admin"),
+    Route("/_mock/ui", ("GET",), admin.ui, "admin", needs_token=False),
+    Route("/_mock/", ("GET",), admin.ui_redirect, "admin", needs_token=False),
     Route("/_mock/journal", ("GET",), admin.journal, "admin"),
     Route("/_mock/reset", ("POST",), admin.reset, "admin"),
     Route("/_mock/prepare_bulk", ("POST",), admin.prepare_bulk, "admin"),
