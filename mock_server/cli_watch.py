@@ -9,8 +9,6 @@ import sys
 import time
 from typing import Any
 
-import requests
-
 from mock_server.ladder import text
 
 KINDS = "http,sip,webhook"
@@ -44,6 +42,8 @@ def _headers(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import requests  # here, not at import: the CLI's other commands do not need it
+
     try:
         return _ladder(args) if args.command == "ladder" else _tail(args)
     except requests.RequestException as exc:
@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _ladder(args: argparse.Namespace) -> int:
+    import requests
+
     resp = requests.get(f"{args.mock_url}/_mock/calls/{args.call_id}/ladder", headers=_headers(args), timeout=10)
     if resp.status_code == 404:
         print(f"synthflow-mock ladder: the mock at {args.mock_url} knows no call {args.call_id}", file=sys.stderr)
@@ -83,6 +85,8 @@ def line(entry: dict[str, Any]) -> str:
 
 
 def _tail(args: argparse.Namespace) -> int:
+    import requests
+
     params: dict[str, Any] = {"kind": args.kind, "limit": 1000}
     if args.call_id:
         params["call_id"] = args.call_id
