@@ -97,7 +97,8 @@ def test_call_lifecycle_is_visible_over_http(trunk, client):
     assert t.status(call_id) == "completed"
     resp = t.backend.handle(Request("GET", f"/v2/calls/{call_id}", {"authorization": "Bearer t"}))
     call = resp.body["response"]["calls"][0]
-    assert [e["event"] for e in call["timeline"]] == ["prepared", "invite", "answered", "acknowledged", "bye"]
+    assert [e["event"] for e in call["timeline"]] == ["prepared", "invite", "answered", "acknowledged", "media", "bye"]
+    assert call["timeline"][4]["detail"]["codec"] == "PCMU"  # the call's RTP, summed up when it ended
     assert call["duration"] == 0
 
 
@@ -160,7 +161,7 @@ def test_options_lists_allowed_methods(trunk, client):
     c.send(request("OPTIONS", t.port, c.local_port))
     reply = c.recv()
     assert reply.status == 200
-    assert set(reply.get_all("allow")) == {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"}
+    assert set(reply.get_all("allow")) == {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"}
 
 
 @pytest.mark.parametrize("method, status", [("REGISTER", 405), ("SUBSCRIBE", 405), ("MESSAGE", 405),

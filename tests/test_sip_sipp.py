@@ -38,7 +38,7 @@ def test_registered_call_completes(trunk_factory, tmp_path, transport):
     assert run.counter("SuccessfulCall(C)") == 1
     call = trunk.call(call_id)
     assert call["call_status"] == "completed"
-    assert [e["event"] for e in call["timeline"]] == ["prepared", "invite", "answered", "acknowledged", "bye"]
+    assert [e["event"] for e in call["timeline"]] == ["prepared", "invite", "answered", "acknowledged", "media", "bye"]
     assert call["twilio_call_sid"] == "CA" + "a" * 32
     assert call["end_call_reason"] == "human_ended_call"
     assert trunk.ladder(call_id) == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,21 @@ UI_SECURITY = {
                                "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "Cache-Control": "no-store",
 }
+
+
+def recording(backend: Backend, request: Request, name: str) -> Result:
+    """A call's recording of the caller's audio (``recording_url`` in the call object), as WAV."""
+    from mock_server.media.manager import RECORDING_NAME, recordings_dir
+
+    if not RECORDING_NAME.match(name):
+        raise ApiError(404, "not_found", f"{name!r} is not a recording name (<call_id>.wav)", field="name")
+    try:
+        with open(os.path.join(recordings_dir(backend.config), name), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ApiError(404, "not_found", f"No recording {name}: the call had no caller audio, or has not ended",
+                       field="name") from None
+    return Result(Response(200, data, {"Content-Type": "audio/wav"}))
 
 
 def ui(backend: Backend, request: Request) -> Result:

@@ -85,6 +85,18 @@ class MockConfig:
     """A request's body must arrive within this long of its headers, or it gets 408."""
     http_idle_timeout_s: float = 75.0
     """A keep-alive connection with no request for this long is closed."""
+    media: bool = True
+    """RTP for every answered call (the agent's greeting out, the caller's audio recorded); off for pure
+    signalling load."""
+    rtp_port_min: int = 10000
+    rtp_port_max: int = 60000
+    """The RTP ports the mock answers with (Synthflow's media range is UDP 10000-60000)."""
+    agent_audio: str | None = None
+    """A WAV file the agent plays instead of the shipped greeting (any common rate, converted)."""
+    media_dir: str | None = None
+    """Where recordings are written; none: beside the store file (or a temporary directory)."""
+    rtp_timeout_s: float | None = None
+    """Hang up a call whose caller has sent no RTP for this long (a plan's ``rtp-timeout-s`` wins)."""
     agents: dict[str, Any] | None = None
     """The agents document (``contracts/agents.schema.json``: webhooks, pre-call actions, limits), from
     ``--agents FILE``; installed when the server starts. ``PUT /_mock/agents`` replaces it at run time."""

@@ -80,6 +80,8 @@ MAGIC_NUMBERS: dict[str, dict[str, Any]] = {
     "+15550101487": {"sip": "ring_forever"},
     "+15550101200": {"sip": "answer", "sip-ring-ms": 3000},
     "+15550101299": {"sip": "hangup"},
+    "+15550101310": {"sip": "answer", "media": "echo"},
+    "+15550101311": {"sip": "answer", "media": "silence"},
 }
 PARAM_MAXIMA: dict[str, float] = {
     "delay-ms": 60_000,
@@ -89,12 +91,16 @@ PARAM_MAXIMA: dict[str, float] = {
     "sip-answer-ms": 600_000,
     "no-answer-ms": 600_000,
     "hangup-after-ms": 3_600_000,
+    "rtp-timeout-s": 3_600,
 }
 """The largest value each timing parameter takes (README, "Outcomes and faults"): a client must not be
 able to park the mock's resources for longer. A larger value is a 400 naming the bound."""
 LATENCY_MAX_MS = 60_000.0
 """The largest latency a policy may give (fixed, uniform's max, lognormal's median); draws are capped there."""
 _PARAMS = frozenset(PARAM_MAXIMA)
+MEDIA_PLANS = ("greeting", "greeting-loop", "echo", "silence")
+"""What the agent sends once the call is answered (README, "Media")."""
+DTMF_DIGITS = "0123456789*#ABCD"
 
 
 SERVER_DEFAULT = "server-default"
@@ -113,6 +119,8 @@ class Decision:
     sip: str | None = None
     sip_reason: str | None = None
     params: dict[str, float] = field(default_factory=dict)
+    media: dict[str, str] = field(default_factory=dict)
+    """The call's media plan and hang-up digit (``media``, ``hangup-digit``)."""
     delay_ms: float = 0.0
     """Latency added before answering (from delay-ms, the slow outcome, or a latency distribution)."""
 
@@ -123,10 +131,10 @@ class Decision:
 
     def plan(self) -> dict[str, Any] | None:
         """The per-call SIP plan stored with the call for the SIP endpoint; None for the server's default."""
-        if self.sip_reason is None and not self.params:
+        if self.sip_reason is None and not self.params and not self.media:
             return None
-        keep = {k: v for k, v in self.params.items() if k.startswith(("sip-", "no-answer", "hangup"))}
-        return {"plan": self.sip or "answer", "reason": self.sip_reason or SERVER_DEFAULT, **keep}
+        keep = {k: v for k, v in self.params.items() if k.startswith(("sip-", "no-answer", "hangup", "rtp-"))}
+        return {"plan": self.sip or "answer", "reason": self.sip_reason or SERVER_DEFAULT, **keep, **self.media}
 
 
 def parse_prefer(value: str) -> dict[str, str]:
@@ -174,6 +182,17 @@ def from_spec(spec: dict[str, Any], reason: str, field_name: str, decision: Deci
         decision.sip, decision.sip_reason = str(spec["sip"]), reason
     for key, value in _params(spec, field_name).items():
         decision.params.setdefault(key, value)
+    if "media" in spec:
+        if spec["media"] not in MEDIA_PLANS:
+            raise ApiError(400, "validation_error", f"{field_name}: media={spec['media']!r} is not known; use one "
+                           f"of {', '.join(MEDIA_PLANS)}", field=field_name)
+        decision.media.setdefault("media", str(spec["media"]))
+    if "hangup-digit" in spec:
+        digit = str(spec["hangup-digit"]).upper()
+        if len(digit) != 1 or digit not in DTMF_DIGITS:
+            raise ApiError(400, "validation_error", f"{field_name}: hangup-digit={spec['hangup-digit']!r} is not "
+                           "a DTMF digit (0-9, *, #, A-D)", field=field_name)
+        decision.media.setdefault("hangup-digit", digit)
 
 
 # --- seeded draws -------------------------------------------------------------------------

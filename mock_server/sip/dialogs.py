@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, auto
+from typing import Any
 
 from mock_server.sip.machine import Machine
 from mock_server.sip.transactions import InviteTx
@@ -48,4 +49,9 @@ class Dialog(Machine[DialogState, DialogEvent]):
     ok_response: bytes | None = None
     local_cseq: int = 0
     hangup_after: float | None = None
+    media: Any = None
+    """The call's :class:`~mock_server.media.session.MediaSession`, while it has one."""
+    hangup_digit: str | None = None
+    """The agent hangs up when the caller presses this DTMF digit."""
+    rtp_timeout: float | None = None
     state: DialogState = field(default=DialogState.EARLY, kw_only=True)

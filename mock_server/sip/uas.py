@@ -25,6 +25,8 @@ from mock_server.core.calls import ENDED
 from mock_server.core.checks import is_loopback
 from mock_server.core.config import MockConfig
 from mock_server.core.store import Store
+from mock_server.media.manager import Media
+from mock_server.media.ports import NoMediaPort
 from mock_server.metrics import SIP_LIVE_DIALOGS, SIP_REFUSED
 from mock_server.server.console import Console
 from mock_server.sip import sdp
@@ -62,7 +64,7 @@ from mock_server.sip.variables import diversion, x_headers
 from mock_server.webhooks.context import CallContext
 from mock_server.webhooks.delivery import BeforeAnswer, Webhooks
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 
 
 def answered_statelessly(cause: str) -> bool:
@@ -70,6 +72,23 @@ def answered_statelessly(cause: str) -> bool:
     return cause in ("unknown_call", "missing_xei") or cause.startswith("bad_xei:")
 SUPPORTED: frozenset[str] = frozenset()
 MANDATORY = ("via", "from", "to", "call-id", "cseq", "max-forwards")
+
+
+def dtmf_of_info(content_type: str, body: bytes) -> str | None:
+    """The digit of a SIP INFO DTMF body, or None."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    text = body.decode("ascii", "replace").strip()
+    if kind == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                text = value.strip()
+                break
+        else:
+            return None
+    elif kind != "application/dtmf":
+        return None
+    return text[:1] if text[:1] and text[:1] in "0123456789*#ABCDabcd" else None
 
 
 class _Unsupported(Exception):
@@ -109,6 +128,8 @@ class SipEndpoint:
         """Sends post-call webhooks and runs inbound webhooks and pre-call actions (None: no webhooks)."""
         self._contexts: dict[str, CallContext] = {}
         """Calls whose end sends a webhook, by call id; bounded like the transactions."""
+        self.media = Media(self.loop, config) if config.media else None
+        """RTP for answered calls (None with ``--media off``)."""
 
     # -- public face for transports and runners -------------------------------------------
     def receive(self, data: bytes, peer: Peer, parsed: SipMessage | None = None) -> None:
@@ -176,9 +197,13 @@ class SipEndpoint:
         for ctx in list(self.client_txs.values()):
             ctx.cancel_timers()
         self.timers.clear()
+        for dialog in list(self.dialogs.values()):
+            self._close_media(dialog)
         self.recorder.close()
         if self.webhooks is not None:
             self.webhooks.close()
+        if self.media is not None:
+            self.media.shutdown()
 
     # -- requests -------------------------------------------------------------------------
     def _respond_once(self, msg: SipMessage, data: bytes, peer: Peer, code: int, reason: str, *,
@@ -235,6 +260,8 @@ class SipEndpoint:
             self._on_bye(msg, data, peer, key)
         elif method == "CANCEL":
             self._on_cancel(msg, data, peer, key)
+        elif method == "INFO":
+            self._on_info(msg, data, peer, key)
         elif method == "OPTIONS":
             self._answer_non_invite(msg, data, peer, key, 200, "OK", decision="options",
                                     extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
@@ -332,7 +359,7 @@ class SipEndpoint:
         if ctx is not None and not self._within_limits(tx, ctx):
             return
         try:
-            answer = sdp.answer(msg.body, peer.local[0])
+            offer = sdp.read_offer(msg.body)
         except sdp.NoCommonCodec as exc:
             self._change(admission.call_id, "rejected", "failed", detail={"code": 488, "why": str(exc)},
                          error_message=f"Telephony - 488 - {exc}")
@@ -340,6 +367,22 @@ class SipEndpoint:
                                 [("Warning", f"304 synthflow-mock {quoted(str(exc))}")])
             return
         dialog = Dialog((sip_call_id or "", tx.to_tag, msg.from_tag or ""), tx, admission.call_id)
+        plan = admission.plan or {}
+        if self.media is not None:
+            try:
+                dialog.media = self.media.open(peer.local[0], offer, str(plan.get("media", "greeting")),
+                                               functools.partial(self._media_event, dialog))
+            except NoMediaPort as exc:
+                SIP_REFUSED.labels("media-ports").inc()
+                self._change(admission.call_id, "rejected", "failed", detail={"code": 503, "why": str(exc)},
+                             error_message=f"Telephony - 503 - {exc}")
+                self._final_non_2xx(tx, 503, "No Media Port Available",
+                                    [("Warning", f"399 synthflow-mock {quoted(str(exc))}"), ("Retry-After", "5")],
+                                    why=str(exc))
+                return
+        dialog.hangup_digit = plan.get("hangup-digit")
+        dialog.rtp_timeout = plan.get("rtp-timeout-s", self.config.rtp_timeout_s)
+        answer = sdp.answer(msg.body, peer.local[0], dialog.media.port if dialog.media is not None else 40000)
         tx.dialog = dialog
         self.dialogs[dialog.key] = dialog
         SIP_LIVE_DIALOGS.set(len(self.dialogs))
@@ -469,6 +512,8 @@ class SipEndpoint:
         dialog.ok_response = data
         dialog.answered_at = time.time()
         self._change(tx.call_id, "answered", detail={"code": 200})
+        if dialog.media is not None and self.media is not None:
+            self.media.start(dialog.media)  # the agent speaks as soon as the call connects
         # RFC 3261 §13.3.1.4: resend the 2xx until the ACK comes, on any transport; give up after 64·T1.
         # One timer chain does both, so an answered call holds one pending timer, not two.
         dialog.timers.append(self.timers.call_later(self.t1, self._retransmit_2xx, dialog, self.t1, self.t1))
@@ -502,6 +547,7 @@ class SipEndpoint:
                                                extra=extra, call_id=tx.call_id, why=why)
         if tx.dialog is not None:
             self.dialogs.pop(tx.dialog.key, None)
+            self._close_media(tx.dialog)
             tx.dialog = None
             SIP_LIVE_DIALOGS.set(len(self.dialogs))
         if not tx.peer.reliable:  # Timer G, then H
@@ -535,7 +581,7 @@ class SipEndpoint:
         self._record("in", peer, data, msg.first_line(), call_id=dialog.call_id, sip_call_id=msg.get("call-id"),
                      decision="re-INVITE")
         try:
-            body = sdp.answer(msg.body, peer.local[0])
+            body = sdp.answer(msg.body, peer.local[0], dialog.media.port if dialog.media is not None else 40000)
         except sdp.NoCommonCodec:
             self._send_response(msg, peer, to, 488, "Not Acceptable Here", call_id=dialog.call_id)
             return
@@ -572,6 +618,8 @@ class SipEndpoint:
             # Keep the INVITE transaction a while to absorb retransmitted INVITEs (RFC 6026 Timer L).
             dialog.tx.timers.append(self._expiry.call_later(self._end_invite_tx, dialog.tx))
             self._change(dialog.call_id, "acknowledged", "in-progress")
+            if dialog.rtp_timeout is not None and dialog.media is not None:
+                dialog.timers.append(self.timers.call_later(min(1.0, dialog.rtp_timeout), self._check_rtp, dialog))
             if dialog.hangup_after is not None:
                 dialog.timers.append(self.timers.call_later(dialog.hangup_after, self._mock_hangup, dialog))
 
@@ -599,11 +647,61 @@ class SipEndpoint:
         duration = round(time.time() - dialog.answered_at) if dialog.answered_at else 0
         self._change(dialog.call_id, "bye", "completed", duration=duration, end_call_reason="human_ended_call")
 
+    def _on_info(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
+        """SIP INFO inside a call: DTMF by ``application/dtmf-relay`` (``Signal=5``) or ``application/dtmf``."""
+        dialog = self.dialogs.get((msg.get("call-id") or "", msg.to_tag or "", msg.from_tag or ""))
+        if dialog is None:
+            self._answer_non_invite(msg, data, peer, key, 481, "Call/Transaction Does Not Exist",
+                                    decision="INFO matched no dialog")
+            return
+        digit = dtmf_of_info(msg.get("content-type") or "", msg.body)
+        self._answer_non_invite(msg, data, peer, key, 200, "OK", call_id=dialog.call_id,
+                                decision=f"info: dtmf {digit}" if digit else "info")
+        if digit:
+            if dialog.media is not None:
+                dialog.media.note_info_digit(digit)
+            self._media_event(dialog, "dtmf", {"digit": digit, "via": "sip-info"})
+
     def _end_dialog(self, dialog: Dialog) -> None:
         dialog.advance(DialogEvent.END)
         dialog.cancel_timers()
         self.dialogs.pop(dialog.key, None)
+        self._close_media(dialog)
         SIP_LIVE_DIALOGS.set(len(self.dialogs))
+
+    # -- media ------------------------------------------------------------------------------
+    def _close_media(self, dialog: Dialog) -> None:
+        """End the call's RTP: its statistics go on the timeline, its recording into the call object."""
+        if dialog.media is None or self.media is None:
+            return
+        summary, fields = self.media.close(dialog.media, dialog.call_id)
+        dialog.media = None
+        self._change(dialog.call_id, "media", detail=summary, **fields)
+
+    def _media_event(self, dialog: Dialog, kind: str, detail: dict[str, Any]) -> None:
+        """Something the caller's media did: a DTMF digit (maybe the agent's cue to hang up)."""
+        self._change(dialog.call_id, kind, detail=detail)
+        if kind == "dtmf" and dialog.hangup_digit and detail.get("digit") == dialog.hangup_digit:
+            self._agent_hangs_up(dialog, f"hang-up digit {dialog.hangup_digit} pressed", "agent_ended_call")
+
+    def _agent_hangs_up(self, dialog: Dialog, why: str, end_call_reason: str) -> None:
+        if dialog.state is not DialogState.CONFIRMED:
+            return
+        duration = round(time.time() - dialog.answered_at) if dialog.answered_at else 0
+        self._change(dialog.call_id, "mock-bye", "completed", duration=duration, end_call_reason=end_call_reason,
+                     detail={"why": why})
+        self.send_bye(dialog, reason=why)
+
+    def _check_rtp(self, dialog: Dialog) -> None:
+        """Every second while confirmed: no caller RTP for ``rtp_timeout`` seconds ends the call."""
+        session = dialog.media
+        if dialog.state is not DialogState.CONFIRMED or session is None or dialog.rtp_timeout is None:
+            return
+        last = session.last_received or session.started
+        if time.monotonic() - last >= dialog.rtp_timeout:
+            self._agent_hangs_up(dialog, f"no RTP from the caller for {dialog.rtp_timeout:g} s", "timeout")
+            return
+        dialog.timers.append(self.timers.call_later(1.0, self._check_rtp, dialog))
 
     def _on_cancel(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
         tx = self.invites.get(self._tx_key(msg, "INVITE"))

@@ -1,0 +1,84 @@
+"""The SIP endpoint's media desk: opens a session per answered call, paces them, and writes each
+caller's recording as WAV where the HTTP side serves it (``/_mock/recordings/<call_id>.wav``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import wave
+from typing import Any
+
+from mock_server.core.config import MockConfig
+from mock_server.media import audio, g711
+from mock_server.media.ports import PortRange
+from mock_server.media.session import EventSink, MediaSession, Pacer
+from mock_server.sip.sdp import Offer
+
+RECORDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}\.wav$")
+
+
+def recordings_dir(config: MockConfig) -> str:
+    """Where recordings live: ``--media-dir``, else beside the store file, else a per-process temp dir."""
+    if config.media_dir:
+        return config.media_dir
+    if config.store_path != ":memory:":
+        return config.store_path + ".media"
+    return os.path.join(tempfile.gettempdir(), f"synthflow-mock-media-{os.getpid()}")
+
+
+class Media:
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: MockConfig) -> None:
+        self.loop, self.config = loop, config
+        self.ports = PortRange(config.rtp_port_min, config.rtp_port_max)
+        self.pacer = Pacer(loop)
+        samples = audio.read_wav(config.agent_audio) if config.agent_audio else audio.greeting()
+        self.greeting = {pt: g711.encode(samples, pt) for pt in (0, 8)}
+        self.dir = recordings_dir(config)
+        self._made_dir = False
+
+    def open(self, host: str, offer: Offer, plan: str, on_event: EventSink) -> MediaSession:
+        """A session on a fresh port (``NoMediaPort`` when the range is full)."""
+        sock, port = self.ports.open(host)
+        remote = (offer.address, offer.port) if offer.address and offer.port else None
+        return MediaSession(self.loop, sock, port, payload_type=offer.payload_type, event_type=offer.event_type,
+                            remote=remote, plan=plan, greeting=self.greeting[offer.payload_type], on_event=on_event)
+
+    def start(self, session: MediaSession) -> None:
+        session.start()
+        self.pacer.add(session)
+
+    def close(self, session: MediaSession, call_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """End a session: (its summary for the timeline, call-object fields for its recording)."""
+        self.pacer.discard(session)
+        summary = session.close()
+        self.ports.release(session.port)
+        fields: dict[str, Any] = {}
+        if call_id and session.recording and RECORDING_NAME.match(f"{call_id}.wav"):
+            try:
+                self._write(call_id, session)
+                fields = {"recording_url": f"/_mock/recordings/{call_id}.wav",
+                          "recording_duration": round(len(session.recording) / audio.RATE, 2)}
+            except OSError as exc:
+                summary["recording_error"] = f"{type(exc).__name__}: {exc}"
+        return summary, fields
+
+    def _write(self, call_id: str, session: MediaSession) -> None:
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir, exist_ok=True)
+            self._made_dir = self.config.store_path == ":memory:" and not self.config.media_dir
+        pcm = g711.decode_to_pcm16le(bytes(session.recording), session.payload_type)
+        with wave.open(os.path.join(self.dir, f"{call_id}.wav"), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(audio.RATE)
+            wav.writeframes(pcm)
+
+    def shutdown(self) -> None:
+        self.pacer.close()
+        if self._made_dir:  # a temporary directory of our own: leave nothing behind
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.dir)
