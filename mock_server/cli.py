@@ -94,6 +94,15 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="journal text kept, in bytes; the oldest entries go first")
     p.add_argument("--calls-max-bytes", type=int, default=256 * 2**20,
                    help="prepared calls' JSON kept, in bytes; the oldest calls go first")
+    p.add_argument("--media", choices=["on", "off"], default="on",
+                   help="RTP for answered calls (greeting out, caller recorded); off for pure signalling load")
+    p.add_argument("--rtp-ports", default="10000-60000", metavar="LOW-HIGH", help="UDP ports for RTP")
+    p.add_argument("--agent-audio", default=None, metavar="FILE.wav",
+                   help="what the agent says when a call connects (any common WAV; default: a shipped greeting)")
+    p.add_argument("--media-dir", default=None, metavar="DIR",
+                   help="where recordings are written (default: beside the store file)")
+    p.add_argument("--rtp-timeout-s", type=float, default=None,
+                   help="hang up a call whose caller sends no RTP for this long (default: never)")
     p.add_argument("--agents", default=None, metavar="FILE",
                    help="agents and workspaces (JSON or TOML, contracts/agents.schema.json): webhook URLs and secrets, "
                         "inbound webhook, pre-call actions, concurrency and CAPS limits")
@@ -216,6 +225,24 @@ def _agents(path: str | None) -> dict[str, object] | None:
     return document or None
 
 
+def _rtp_ports(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit()) or not 1024 <= int(low) <= int(high) <= 65535:
+        raise SystemExit(f"--rtp-ports {text!r}: expected LOW-HIGH with 1024 <= LOW <= HIGH <= 65535")
+    return int(low), int(high)
+
+
+def _agent_audio(path: str | None) -> str | None:
+    if path:
+        from mock_server.media.audio import AudioError, read_wav
+
+        try:
+            read_wav(path)
+        except AudioError as exc:
+            raise SystemExit(f"--agent-audio: {exc}") from None
+    return path
+
+
 def _config_from(args: argparse.Namespace) -> MockConfig:
     """Every ``serve`` flag whose destination is a :class:`MockConfig` field, plus the few that need parsing."""
     values = vars(args) | {
@@ -227,6 +254,10 @@ def _config_from(args: argparse.Namespace) -> MockConfig:
         "sip_host": args.sip_host or args.host,
         "sip_codes": _sip_codes(args.sip_codes),
         "agents": _agents(args.agents),
+        "media": args.media == "on",
+        "rtp_port_min": _rtp_ports(args.rtp_ports)[0],
+        "rtp_port_max": _rtp_ports(args.rtp_ports)[1],
+        "agent_audio": _agent_audio(args.agent_audio),
     }
     return config_from_values(values)
 

@@ -120,3 +120,45 @@ def test_codes_are_configurable(trunk_factory, tmp_path):
     run = run_sipp("uac_rejected.xml", trunk.sip.port, tmp_path,
                    keys={"expected": "480", "xei": f"S.{uuid.uuid4()};"})
     assert run.returncode == 0, run.output + run.errors
+
+
+def test_sipp_caller_with_rtp_and_dtmf_pcaps(trunk_factory, tmp_path):
+    """SIPp plays Debian's g711a.pcap and dtmf_2833_5.pcap at the mock, and echoes the mock's RTP back
+    (-rtp_echo) from the port its SDP offered: the mock hears its own stream, so its RTP reached the caller."""
+    from mock_server.core.exchange import Request
+    from mock_server.media import audio
+
+    trunk = trunk_factory(media_dir=str(tmp_path / "media"))
+    call_id = trunk.prepare()
+    media_port = free_udp_port_pair()
+    run = run_sipp("uac_media.xml", trunk.sip.port, tmp_path, rows=[[call_id]], timeout_s=40,
+                   extra=["-mi", "127.0.0.1", "-mp", str(media_port), "-rtp_echo"])
+    assert run.returncode == 0, run.output + run.errors
+    call = trunk.call(call_id)
+    media = next(e for e in call["timeline"] if e["event"] == "media")["detail"]
+    assert media["remote"] == f"127.0.0.1:{media_port}" and media["codec"] == "PCMA"
+    assert media["looped_back_packets"] > 100  # the mock's own RTP, echoed by SIPp from its SDP port
+    assert media["received"]["packets"] == 236 and media["received"]["lost"] == 0  # g711a.pcap
+    assert [e["detail"]["digit"] for e in call["timeline"] if e["event"] == "dtmf"] == ["5"]
+    assert call["recording_duration"] == 7.08  # 236 packets of 240 samples (30 ms): the pcap's 7.05 s of speech
+    wav = trunk.backend.handle(Request("GET", call["recording_url"], {}))
+    path = tmp_path / "got.wav"
+    path.write_bytes(wav.body_bytes())
+    assert audio.rms(audio.read_wav(path)) > 500  # a voice, not silence
+
+
+def free_udp_port_pair() -> int:
+    import socket
+
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1] & ~1
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 2))
+            return port
+        except OSError:
+            continue

@@ -55,6 +55,8 @@ class MediaSession:
         self.last_received: float | None = None
         self.started = time.monotonic()
         self.digits: list[str] = []
+        self.sources: dict[int, int] = {}
+        """Audio packets received per SSRC (ours among them when the caller loops our RTP back)."""
         self._events_seen: set[int] = set()
         self._echo = bytearray()
         self.closed = False
@@ -121,6 +123,9 @@ class MediaSession:
         if packet.payload_type not in (0, 8):
             self.bad_packets += 1
             return
+        self.sources[packet.ssrc] = self.sources.get(packet.ssrc, 0) + 1
+        if packet.ssrc == self.ssrc:
+            return  # our own stream looped back (an echo test): counted, not the caller's voice
         self.stats.add(packet, now)
         if len(self.recording) + len(packet.payload) <= MAX_RECORDING_BYTES:
             self.recording += packet.payload
@@ -159,6 +164,7 @@ class MediaSession:
                 "sent_packets": self.sent, "received": self.stats.summary(), "bad_packets": self.bad_packets,
                 "remote": f"{self.remote[0]}:{self.remote[1]}" if self.remote else None,
                 "symmetric": self.latched, "digits": "".join(self.digits),
+                "looped_back_packets": self.sources.get(self.ssrc, 0),
                 "recording_seconds": round(len(self.recording) / 8000, 2)}
 
 
