@@ -129,6 +129,9 @@ def main() -> int:
     parser.add_argument("--secs", type=int, default=10)
     parser.add_argument("--transport", default="u1", help="SIPp transport: u1 (UDP) or t1 (TCP)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--server-args", default="--media off",
+                        help="extra serve flags; the default measures signalling alone (SIPp reads no RTP, so the "
+                             "mock's would fill its socket and count as UDP drops); '' to include media")
     args = parser.parse_args()
     if shutil.which("sipp") is None:
         print("sipp not found: apt-get install sip-tester", file=sys.stderr)
@@ -136,7 +139,8 @@ def main() -> int:
     http_port, sip_port = free_udp_tcp_port(), free_udp_tcp_port()
     work = Path(tempfile.mkdtemp(prefix="sip-bench-"))
     server = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--http-port", str(http_port),
-                               "--sip-port", str(sip_port), "--calls-limit", "1000000", "--quiet"],
+                               "--sip-port", str(sip_port), "--calls-limit", "1000000", "--quiet",
+                               *args.server_args.split()],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     http = f"http://127.0.0.1:{http_port}"
     try:
