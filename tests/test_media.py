@@ -263,3 +263,41 @@ def test_a_full_port_range_refuses_the_call_and_frees_ports_after(trunk):
     again = Caller(t, t.prepare())  # the port is free again
     again.bye()
     again.close()
+
+
+def test_the_calls_pcap_opens_in_tshark_with_its_sip_dialog_and_rtp_streams(trunk, tmp_path):
+    import shutil
+    import subprocess
+
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.fail("tshark is needed (Debian package tshark; .ci/install installs it)")
+    t = trunk()
+    call_id = t.prepare()
+    caller = Caller(t, call_id)
+    try:
+        caller.send_audio(tone(1.0))  # 50 packets from the caller
+        time.sleep(0.3)
+        caller.bye()
+    finally:
+        caller.close()
+    t.call(call_id)  # flushed
+    resp = t.backend.handle(Request("GET", f"/_mock/calls/{call_id}/pcap", {}))
+    assert resp.status == 200 and resp.headers["Content-Type"] == "application/vnd.tcpdump.pcap"
+    path = tmp_path / "call.pcap"
+    path.write_bytes(resp.body_bytes())
+    decode = ["-d", f"udp.port=={t.port},sip"]
+    sip = subprocess.run([tshark, "-r", str(path), *decode, "-Y", "sip", "-T", "fields", "-e", "sip.Method",
+                          "-e", "sip.Status-Code"], capture_output=True, text=True, timeout=60)
+    assert sip.returncode == 0, sip.stderr
+    lines = [" ".join(x for x in line.split("\t") if x) for line in sip.stdout.splitlines()]
+    assert lines == ["INVITE", "100", "180", "200", "ACK", "BYE", "200"], lines
+    streams = subprocess.run([tshark, "-r", str(path), *decode, "-q", "-z", "rtp,streams"], capture_output=True,
+                             text=True, timeout=60)
+    assert streams.returncode == 0, streams.stderr
+    rows = [line.split() for line in streams.stdout.splitlines() if " g711U " in line]
+    by_direction = {(int(r[3]), int(r[5])): int(r[8]) for r in rows}  # (source port, destination port): packets
+    assert len(by_direction) == 2, streams.stdout  # one stream each way
+    into_mock = next(n for (sport, dport), n in by_direction.items() if dport == caller.mock_port)
+    out_of_mock = next(n for (sport, dport), n in by_direction.items() if sport == caller.mock_port)
+    assert into_mock == 50 and out_of_mock >= 10, streams.stdout

@@ -87,6 +87,29 @@ def recording(backend: Backend, request: Request, name: str) -> Result:
     return Result(Response(200, data, {"Content-Type": "audio/wav"}))
 
 
+def call_pcap(backend: Backend, request: Request, call_id: str) -> Result:
+    """One call's SIP messages and RTP packets as a pcap (synthesized IP/UDP headers, recorded times)."""
+    from mock_server.media import pcap
+    from mock_server.media.manager import RECORDING_NAME, recordings_dir
+
+    packets = []
+    for e in backend.store.journal(call_id=call_id, kinds=("sip",), limit=10_000):
+        if not e.get("raw") or not e.get("local") or not e.get("remote"):
+            continue
+        local, remote = pcap.parse_address(e["local"]), pcap.parse_address(e["remote"])
+        src, dst = (remote, local) if e.get("direction") == "in" else (local, remote)
+        packets.append((e["time"], src, dst, e["raw"].encode()))
+    if not packets:
+        raise ApiError(404, "not_found", f"No SIP messages for call {call_id!r}", field="call_id")
+    rtp_file = os.path.join(recordings_dir(backend.config), f"{call_id}.rtp.pcap")
+    if RECORDING_NAME.match(f"{call_id}.wav") and os.path.exists(rtp_file):
+        with open(rtp_file, "rb") as f:
+            packets += list(pcap.read_udp(f.read()))
+    return Result(Response(200, pcap.write(packets), {
+        "Content-Type": "application/vnd.tcpdump.pcap",
+        "Content-Disposition": f'attachment; filename="call-{call_id}.pcap"'}))
+
+
 def ui(backend: Backend, request: Request) -> Result:
     """The web ladder: a static page; the calls and ladders it shows come from the admin API (token-guarded)."""
     return Result(Response(200, web_ui.page(), dict(UI_SECURITY)))

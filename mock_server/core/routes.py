@@ -47,6 +47,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/_mock/calls/<call_id>/sip", ("GET",), admin.sip_ladder, "admin"),
     Route("/_mock/calls/<call_id>/ladder", ("GET",), admin.call_ladder, "admin"),
     Route("/_mock/recordings/<name>", ("GET",), admin.recording, "admin"),
+    Route("/_mock/calls/<call_id>/pcap", ("GET",), admin.call_pcap, "admin"),
     Route("/_mock/ui", ("GET",), admin.ui, "admin", needs_token=False),
     Route("/_mock/", ("GET",), admin.ui_redirect, "admin", needs_token=False),
     Route("/_mock/journal", ("GET",), admin.journal, "admin"),

@@ -13,7 +13,7 @@ import wave
 from typing import Any
 
 from mock_server.core.config import MockConfig
-from mock_server.media import audio, g711
+from mock_server.media import audio, g711, pcap
 from mock_server.media.ports import PortRange
 from mock_server.media.session import EventSink, MediaSession, Pacer
 from mock_server.sip.sdp import Offer
@@ -57,6 +57,13 @@ class Media:
         summary = session.close()
         self.ports.release(session.port)
         fields: dict[str, Any] = {}
+        if call_id and session.capture and RECORDING_NAME.match(f"{call_id}.wav"):
+            try:
+                self._ensure_dir()
+                with open(os.path.join(self.dir, f"{call_id}.rtp.pcap"), "wb") as f:
+                    f.write(pcap.write(session.capture))
+            except OSError as exc:
+                summary["capture_error"] = f"{type(exc).__name__}: {exc}"
         if call_id and session.recording and RECORDING_NAME.match(f"{call_id}.wav"):
             try:
                 self._write(call_id, session)
@@ -66,10 +73,13 @@ class Media:
                 summary["recording_error"] = f"{type(exc).__name__}: {exc}"
         return summary, fields
 
-    def _write(self, call_id: str, session: MediaSession) -> None:
+    def _ensure_dir(self) -> None:
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir, exist_ok=True)
             self._made_dir = self.config.store_path == ":memory:" and not self.config.media_dir
+
+    def _write(self, call_id: str, session: MediaSession) -> None:
+        self._ensure_dir()
         pcm = g711.decode_to_pcm16le(bytes(session.recording), session.payload_type)
         with wave.open(os.path.join(self.dir, f"{call_id}.wav"), "wb") as wav:
             wav.setnchannels(1)

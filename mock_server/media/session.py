@@ -26,6 +26,8 @@ PACKET_S = 0.02
 MAX_RECORDING_BYTES = 8000 * 600
 """Ten minutes of caller audio per call at most; the rest is counted, not kept."""
 MEDIA_PLANS = ("greeting", "greeting-loop", "echo", "silence")
+MAX_CAPTURE = 30_000
+"""RTP packets kept per call for its PCAP (five minutes both ways); later ones are counted only."""
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -60,6 +62,9 @@ class MediaSession:
         self._events_seen: set[int] = set()
         self._echo = bytearray()
         self.closed = False
+        self.local: tuple[str, int] = sock.getsockname()[:2]
+        self.capture: list[tuple[float, tuple[str, int], tuple[str, int], bytes]] = []
+        """Every RTP packet in and out with its time, for the call's PCAP (bounded by MAX_CAPTURE)."""
         loop.add_reader(sock.fileno(), self._readable)
 
     # -- out ------------------------------------------------------------------------------------
@@ -93,6 +98,8 @@ class MediaSession:
         try:
             self.sock.sendto(packet, self.remote)
             self.sent += 1
+            if len(self.capture) < MAX_CAPTURE:
+                self.capture.append((time.time(), self.local, self.remote, packet))
         except OSError:  # an ICMP unreachable from an earlier packet, a full buffer: RTP is best effort
             pass
 
@@ -109,6 +116,8 @@ class MediaSession:
 
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
         now = time.monotonic()
+        if len(self.capture) < MAX_CAPTURE:
+            self.capture.append((time.time(), (addr[0], addr[1]), self.local, data))
         try:
             packet = rtp.parse(data)
         except rtp.BadPacket:
