@@ -69,9 +69,9 @@ def page_steps(browser, mock, call_id):
     row[0].click()
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#ladder-svg g.step"))
     time.sleep(1.2)  # one more poll, so the ladder holds every message
-    steps = browser.find_elements(By.CSS_SELECTOR, "#ladder-svg g.step")
-    return [(s.get_attribute("data-label"), s.get_attribute("data-source"), s.get_attribute("data-target"))
-            for s in steps]
+    return [tuple(step) for step in browser.execute_script(
+        "return [...document.querySelectorAll('#ladder-svg g.step')]"
+        ".map(g => [g.dataset.label, g.dataset.source, g.dataset.target])")]
 
 
 def test_a_simulated_call_in_the_browser(mock, browser, monkeypatch):
@@ -91,6 +91,7 @@ def test_a_simulated_call_in_the_browser(mock, browser, monkeypatch):
     call_id = report.twiml.split("S.", 1)[1].split("%3B", 1)[0]
     steps = page_steps(browser, mock, call_id)
     sip = [label for label, source, target in steps if {source, target} == {"caller", "trunk"}]
+    assert any(label.startswith("RTP PCMU: in 0") and source == "media" for label, source, _ in steps), steps
     assert sip == ["INVITE", "100 Trying", "180 Ringing", "200 OK", "ACK", "BYE", "200 OK"], steps
     assert steps[0] == ("POST /v2/prepare_inbound", "app", "api")
     assert ("INVITE", "caller", "trunk") in steps and ("200 OK", "trunk", "caller") in steps

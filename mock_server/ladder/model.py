@@ -31,7 +31,7 @@ class Step:
     target: str
     label: str
     kind: str
-    """``http``, ``sip`` or ``webhook``."""
+    """``http``, ``sip``, ``webhook`` or ``media`` (DTMF and the RTP summary, from the call's timeline)."""
     note: str | None = None
     problem: bool = False
     raw: str | None = None
@@ -66,15 +66,37 @@ def _steps_for(entry: dict[str, Any]) -> list[tuple[str, str, str, str | None, b
             ("api", "app", f"{status}" + (f" ({outcome})" if outcome else ""), None, (status or 0) >= 400, None)]
 
 
+def _media_steps(call: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """DTMF digits and the RTP summary from the call's timeline, as pseudo-entries on the media lane."""
+    out: list[dict[str, Any]] = []
+    for event in (call or {}).get("timeline") or []:
+        detail = event.get("detail") or {}
+        if event.get("event") == "dtmf":
+            out.append({"seq": -1, "time": event["time"] / 1000, "kind": "media",
+                        "arrow": ("caller", "media", f"DTMF {detail.get('digit')} ({detail.get('via')})", None)})
+        elif event.get("event") == "media":
+            got = detail.get("received") or {}
+            label = (f"RTP {detail.get('codec')}: in {got.get('packets', 0)} (lost {got.get('lost', 0)}, jitter "
+                     f"{got.get('jitter_ms', 0)} ms), out {detail.get('sent_packets', 0)}")
+            note = f"bad packets: {detail['bad_packets']}" if detail.get("bad_packets") else None
+            out.append({"seq": -1, "time": event["time"] / 1000, "kind": "media",
+                        "arrow": ("media", "caller", label, note)})
+    return out
+
+
 def build(call_id: str, entries: list[dict[str, Any]], call: dict[str, Any] | None) -> dict[str, Any]:
     """The ladder document: the call's summary, the lanes and the steps, oldest first."""
-    entries = sorted((e for e in entries if e.get("kind") in ("http", "sip", "webhook")), key=lambda e: e["seq"])
+    entries = [e for e in entries if e.get("kind") in ("http", "sip", "webhook")] + _media_steps(call)
+    entries.sort(key=lambda e: (e["time"], e["seq"] if e["seq"] >= 0 else 2**62))
     start = entries[0]["time"] if entries else 0.0
-    steps = [Step(e["seq"], e["time"], round((e["time"] - start) * 1000, 1), *arrow[:3], e["kind"], *arrow[3:])
-             for e in entries for arrow in _steps_for(e)]
+    steps = []
+    for e in entries:
+        arrows = [(*e["arrow"][:3], e["arrow"][3], False, None)] if e["kind"] == "media" else _steps_for(e)
+        steps += [Step(e["seq"], e["time"], round((e["time"] - start) * 1000, 1), *arrow[:3], e["kind"], *arrow[3:])
+                  for arrow in arrows]
     summary = None
     if call is not None:
         summary = {k: call.get(k) for k in ("call_status", "model_id", "lead_phone_number", "agent_phone_number",
-                                            "duration", "end_call_reason", "error_message")}
+                                            "duration", "end_call_reason", "error_message", "recording_url")}
     return {"call_id": call_id, "call": summary, "lanes": [{"key": k, "title": t} for k, t in LANES],
             "steps": [asdict(s) for s in steps]}
