@@ -126,6 +126,9 @@ def test_the_greeting_reaches_the_caller_and_the_caller_is_recorded(trunk, codec
     call = t.call(call_id)
     assert_matches("call.schema.json", call)
     assert call["recording_url"] == f"/_mock/recordings/{call_id}.wav" and call["recording_duration"] == 1.0
+    assert (call["telephony_hangup"], call["telephony_disconnect_reason"]) == ("caller", "caller_hangup")
+    assert call["telephony_duration"] >= 500 and 0 <= call["telephony_ringing_duration"] < 1000
+    assert call["telephony_start"] < call["telephony_end"]
     media = next(e for e in call["timeline"] if e["event"] == "media")["detail"]
     assert media["received"]["packets"] == 50 and media["received"]["lost"] == 0
     assert media["codec"] == ("PCMU" if codec == 0 else "PCMA") and media["sent_packets"] >= 25
@@ -135,7 +138,7 @@ def test_the_greeting_reaches_the_caller_and_the_caller_is_recorded(trunk, codec
         assert (recording.getframerate(), recording.getnchannels(), recording.getnframes()) == (8000, 1, 8000)
         samples = array.array("h", recording.readframes(8000))
     assert 4000 < audio.rms(samples) < 7000  # the 440 Hz tone at amplitude 8000: RMS ~5657
-    assert t.sip.endpoint.media.ports.in_use == set()  # the port went back
+    assert t.sip.endpoint.media.ports.in_use == set()  # the port went back (t.call waited for the end)
 
 
 def test_symmetric_rtp_answers_where_the_callers_media_comes_from(trunk):
@@ -206,7 +209,9 @@ def test_the_agent_hangs_up_on_a_digit(trunk):
     finally:
         caller.close()
     call = t.call(call_id)
+    assert_matches("call.schema.json", call)
     assert call["call_status"] == "completed" and call["end_call_reason"] == "agent_ended_call"
+    assert (call["telephony_hangup"], call["telephony_disconnect_reason"]) == ("callee", "callee_hangup")
 
 
 def test_no_caller_rtp_ends_the_call(trunk):
@@ -222,7 +227,9 @@ def test_no_caller_rtp_ends_the_call(trunk):
     finally:
         caller.close()
     call = t.call(call_id)
+    assert_matches("call.schema.json", call)
     assert call["call_status"] == "completed" and call["end_call_reason"] == "timeout"
+    assert call["telephony_hangup"] == "callee" and call["telephony_duration"] >= 900
 
 
 def test_malformed_rtp_is_counted_and_dropped(trunk):
@@ -259,6 +266,9 @@ def test_a_full_port_range_refuses_the_call_and_frees_ports_after(trunk):
         first.bye()
     finally:
         first.close()
+    deadline = time.monotonic() + 2  # the 200 to the BYE goes out just before the port is released
+    while t.sip.endpoint.media.ports.in_use and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert t.sip.endpoint.media.ports.in_use == set()
     again = Caller(t, t.prepare())  # the port is free again
     again.bye()

@@ -44,7 +44,8 @@ def schema_names() -> list[str]:
 def call_template() -> dict[str, Any]:
     """A call object with every property at its schema ``default`` (None where none is given)."""
     props = load("call.schema.json")["properties"]
-    return {name: copy.deepcopy(spec.get("default")) for name, spec in props.items()}
+    # Lifecycle fields (x-lifecycle) appear once the SIP call sets them, not in the prepare answer.
+    return {name: copy.deepcopy(spec.get("default")) for name, spec in props.items() if not spec.get("x-lifecycle")}
 
 
 def _retrieve(uri: str) -> dict[str, Any]:

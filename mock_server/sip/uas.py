@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import functools
 import time
 from typing import Any
@@ -74,6 +75,10 @@ SUPPORTED: frozenset[str] = frozenset()
 MANDATORY = ("via", "from", "to", "call-id", "cseq", "max-forwards")
 
 
+def _iso(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="milliseconds")
+
+
 def dtmf_of_info(content_type: str, body: bytes) -> str | None:
     """The digit of a SIP INFO DTMF body, or None."""
     kind = content_type.split(";", 1)[0].strip().lower()
@@ -128,6 +133,8 @@ class SipEndpoint:
         """Sends post-call webhooks and runs inbound webhooks and pre-call actions (None: no webhooks)."""
         self._contexts: dict[str, CallContext] = {}
         """Calls whose end sends a webhook, by call id; bounded like the transactions."""
+        self._times: dict[str, list[float | None]] = {}
+        """Per live call: when its INVITE came and when it was answered (for the telephony_* fields)."""
         self.media = Media(self.loop, config) if config.media else None
         """RTP for answered calls (None with ``--media off``)."""
 
@@ -174,11 +181,46 @@ class SipEndpoint:
     def _change(self, call_id: str | None, event: str, status: str | None = None, *,
                 detail: dict[str, Any] | None = None, **fields: Any) -> None:
         """A step in a call's life (the recorder's); a call that ends sends its post-call webhook."""
+        if call_id is not None and (event in ("invite", "answered") or status in ENDED):
+            fields.update(self._telephony(call_id, event, status, detail))
         self.recorder.change(call_id, event, status, detail=detail, **fields)
         if status in ENDED and call_id is not None and self._contexts:
             ctx = self._contexts.pop(call_id, None)
             if ctx is not None and self.webhooks is not None:
                 self.webhooks.post_call(ctx, self.recorder.flush())
+
+    def _telephony(self, call_id: str, event: str, status: str | None,
+                   detail: dict[str, Any] | None) -> dict[str, Any]:
+        """The call object's telephony_* fields (Synthflow's GET /v2/calls) at the invite, answer and end."""
+        now = time.time()
+        times = self._times
+        if event == "invite":
+            times[call_id] = [now, None]
+            while len(times) > 2 * self.config.sip_max_transactions:
+                del times[next(iter(times))]
+            return {}
+        if event == "answered":
+            started = times.get(call_id)
+            if started is None:
+                return {}
+            started[1] = now
+            return {"telephony_start": _iso(now), "telephony_ringing_duration": round((now - started[0]) * 1000)}
+        started = times.pop(call_id, None)
+        by_caller = event in ("bye", "canceled")
+        why = str((detail or {}).get("why") or "")
+        if by_caller:
+            reason = "caller_hangup"
+        elif event == "mock-bye":
+            reason = "callee_hangup"
+        elif event == "inbound-webhook-disconnect" or why.startswith("limit"):
+            reason = "forbidden"
+        elif event == "no-answer":
+            reason = "unknown"
+        else:
+            reason = "error"
+        answered = started[1] if started else None
+        return {"telephony_end": _iso(now), "telephony_duration": round((now - answered) * 1000) if answered else 0,
+                "telephony_hangup": "caller" if by_caller else "callee", "telephony_disconnect_reason": reason}
 
     def call_state(self, call_id: str) -> tuple[str | None, dict[str, Any] | None]:
         """Status (this process's newest view first) and the SIP plan chosen at prepare time."""
