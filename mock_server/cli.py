@@ -103,6 +103,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="where recordings are written (default: beside the store file)")
     p.add_argument("--rtp-timeout-s", type=float, default=None,
                    help="hang up a call whose caller sends no RTP for this long (default: never)")
+    p.add_argument("--transfer-to", default="sip:+15550009999@transfer.synthflow-mock.invalid", metavar="URI",
+                   help="where the transfer plan REFERs the caller (an agent's transfer.to in --agents wins)")
+    p.add_argument("--transfer-header", dest="transfer_headers", action="append", default=[], metavar="X-NAME=VALUE",
+                   help="an X-header the REFER carries (repeatable; <call_id> and {X-Header} placeholders)")
     p.add_argument("--agents", default=None, metavar="FILE",
                    help="agents and workspaces (JSON or TOML, contracts/agents.schema.json): webhook URLs and secrets, "
                         "inbound webhook, pre-call actions, concurrency and CAPS limits")
@@ -225,6 +229,16 @@ def _agents(path: str | None) -> dict[str, object] | None:
     return document or None
 
 
+def _transfer_headers(pairs: list[str]) -> dict[str, str]:
+    headers = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.lower().startswith("x-") or len(name) < 3:
+            raise SystemExit(f"--transfer-header {pair!r}: expected X-NAME=VALUE")
+        headers[name] = value
+    return headers
+
+
 def _rtp_ports(text: str) -> tuple[int, int]:
     low, _, high = text.partition("-")
     if not (low.isdigit() and high.isdigit()) or not 1024 <= int(low) <= int(high) <= 65535:
@@ -254,6 +268,7 @@ def _config_from(args: argparse.Namespace) -> MockConfig:
         "sip_host": args.sip_host or args.host,
         "sip_codes": _sip_codes(args.sip_codes),
         "agents": _agents(args.agents),
+        "transfer_headers": _transfer_headers(args.transfer_headers),
         "media": args.media == "on",
         "rtp_port_min": _rtp_ports(args.rtp_ports)[0],
         "rtp_port_max": _rtp_ports(args.rtp_ports)[1],

@@ -311,3 +311,51 @@ def test_the_calls_pcap_opens_in_tshark_with_its_sip_dialog_and_rtp_streams(trun
     into_mock = next(n for (sport, dport), n in by_direction.items() if dport == caller.mock_port)
     out_of_mock = next(n for (sport, dport), n in by_direction.items() if sport == caller.mock_port)
     assert into_mock == 50 and out_of_mock >= 10, streams.stdout
+
+
+@pytest.mark.parametrize("outcome", ["200 OK", "486 Busy Here"])
+def test_transfer_plan_refers_the_caller_with_x_headers_and_follows_the_notify(tmp_path, outcome):
+    from mock_server.sip.message import tag_of
+
+    t = Trunk(media_dir=str(tmp_path / "media"), transfer_headers={"X-Transfer-Reason": "sales",
+                                                                      "X-Account": "{X-Account-ID}"})
+    try:
+        call_id = prepare(t, "sip=transfer, transfer-after-ms=100")
+        caller = UdpClient(t.port)
+        invite = request("INVITE", t.port, caller.local_port, xei=f"S.{call_id};", body=offer(4002),
+                         extra="X-Account-ID: acct-9", call_id="refer-me")
+        caller.send(invite)
+        ok = caller.recv_until(200)[-1]
+        caller.ack_for(invite, ok)
+        refer = caller.recv(3)
+        while refer.method != "REFER":
+            refer = caller.recv(3)
+        assert refer.get("refer-to") == "<sip:+15550009999@transfer.synthflow-mock.invalid>"
+        assert refer.get("x-transfer-reason") == "sales" and refer.get("x-account") == "acct-9"
+        assert (refer.get("referred-by") or "").startswith("<sip:synthflow@")
+        via = refer.get("via")
+        answer = ("SIP/2.0 202 Accepted\r\nVia: {via}\r\nFrom: {f}\r\nTo: {to}\r\nCall-ID: refer-me\r\n"
+                  "CSeq: {cseq}\r\nContent-Length: 0\r\n\r\n").format(via=via, f=refer.get("from"), to=refer.get("to"),
+                                                                      cseq=refer.get("cseq"))
+        caller.send(answer.encode())
+        frag = f"SIP/2.0 {outcome}"
+        caller.send(request("NOTIFY", t.port, caller.local_port, call_id="refer-me", cseq=2,
+                            to_tag=tag_of(ok.get("to")), extra="Event: refer\r\nSubscription-State: terminated\r\n"
+                            "Content-Type: message/sipfrag", body=frag))
+        got = []
+        while not any(m.method == "BYE" for m in got):
+            got.append(caller.recv(3))
+        assert any(m.status == 200 and (m.get("cseq") or "").endswith("NOTIFY") for m in got)
+        caller.close()
+        call = t.call(call_id)
+        assert_matches("call.schema.json", call)
+        events = [e["event"] for e in call["timeline"]]
+        assert events.index("transfer-requested") < events.index("transfer-accepted")
+        if outcome == "200 OK":
+            assert "transferred" in events and call["call_status"] == "completed"
+            assert call["end_call_reason"] == "agent_ended_call"
+            assert call["telephony_disconnect_reason"] == "callee_hangup"
+        else:
+            assert "transfer-failed" in events and call["end_call_reason"] == "error"
+    finally:
+        t.stop()

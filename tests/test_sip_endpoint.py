@@ -161,7 +161,7 @@ def test_options_lists_allowed_methods(trunk, client):
     c.send(request("OPTIONS", t.port, c.local_port))
     reply = c.recv()
     assert reply.status == 200
-    assert set(reply.get_all("allow")) == {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"}
+    assert set(reply.get_all("allow")) == {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "NOTIFY"}
 
 
 @pytest.mark.parametrize("method, status", [("REGISTER", 405), ("SUBSCRIBE", 405), ("MESSAGE", 405),

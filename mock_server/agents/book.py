@@ -59,6 +59,8 @@ class Agent:
     limits: Limits = Limits()
     greeting: str | None = None
     timezone: str | None = None
+    transfer_to: str | None = None
+    transfer_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def steps_before_answer(self) -> bool:
@@ -144,7 +146,9 @@ def book_from_document(doc: dict[str, Any] | None) -> AgentBook:
             # so an action marked false is kept in the document but not run.
             pre_call_actions=tuple(_action(x) for x in a.get("pre_call_actions", ())
                                    if x.get("run_action_before_call_start", True)),
-            limits=_limits(a), greeting=a.get("greeting"), timezone=a.get("timezone"))
+            limits=_limits(a), greeting=a.get("greeting"), timezone=a.get("timezone"),
+            transfer_to=(a.get("transfer") or {}).get("to"),
+            transfer_headers=dict((a.get("transfer") or {}).get("headers") or {}))
     workspaces = {ws_id: Workspace(ws_id, w.get("webhook_secret"), _limits(w))
                   for ws_id, w in doc.get("workspaces", {}).items()}
     return AgentBook(agents, workspaces, doc.get("webhook_secret") or DEFAULT_WEBHOOK_SECRET)

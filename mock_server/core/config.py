@@ -97,6 +97,10 @@ class MockConfig:
     """Where recordings are written; none: beside the store file (or a temporary directory)."""
     rtp_timeout_s: float | None = None
     """Hang up a call whose caller has sent no RTP for this long (a plan's ``rtp-timeout-s`` wins)."""
+    transfer_to: str = "sip:+15550009999@transfer.synthflow-mock.invalid"
+    """Where the transfer plan REFERs the caller (an agent's ``transfer.to`` in --agents wins)."""
+    transfer_headers: dict[str, str] = field(default_factory=dict)
+    """X-headers the REFER carries (values may use ``<call_id>`` and ``{X-Header}`` placeholders)."""
     agents: dict[str, Any] | None = None
     """The agents document (``contracts/agents.schema.json``: webhooks, pre-call actions, limits), from
     ``--agents FILE``; installed when the server starts. ``PUT /_mock/agents`` replaces it at run time."""

@@ -45,6 +45,7 @@ SIP_PLANS: dict[str, str] = {
     "no_answer": "rings for no-answer-ms (default 3000), then 408 Request Timeout",
     "ring_forever": "rings until the caller CANCELs (then 487)",
     "hangup": "answers, then the mock sends BYE after hangup-after-ms (default 2000)",
+    "transfer": "answers, then after transfer-after-ms (default 2000) the mock REFERs the caller elsewhere",
 }
 ERROR_OUTCOMES: dict[str, tuple[int, str, str, int]] = {
     # outcome: (status, category, description, default Retry-After seconds or 0)
@@ -92,6 +93,7 @@ PARAM_MAXIMA: dict[str, float] = {
     "no-answer-ms": 600_000,
     "hangup-after-ms": 3_600_000,
     "rtp-timeout-s": 3_600,
+    "transfer-after-ms": 3_600_000,
 }
 """The largest value each timing parameter takes (README, "Outcomes and faults"): a client must not be
 able to park the mock's resources for longer. A larger value is a 400 naming the bound."""
@@ -133,7 +135,8 @@ class Decision:
         """The per-call SIP plan stored with the call for the SIP endpoint; None for the server's default."""
         if self.sip_reason is None and not self.params and not self.media:
             return None
-        keep = {k: v for k, v in self.params.items() if k.startswith(("sip-", "no-answer", "hangup", "rtp-"))}
+        keep = {k: v for k, v in self.params.items()
+                if k.startswith(("sip-", "no-answer", "hangup", "rtp-", "transfer"))}
         return {"plan": self.sip or "answer", "reason": self.sip_reason or SERVER_DEFAULT, **keep, **self.media}
 
 

@@ -54,4 +54,7 @@ class Dialog(Machine[DialogState, DialogEvent]):
     hangup_digit: str | None = None
     """The agent hangs up when the caller presses this DTMF digit."""
     rtp_timeout: float | None = None
+    transfer_after: float | None = None
+    transfer: dict[str, Any] | None = None
+    """The REFER in progress: its target and state, for the NOTIFYs that report on it."""
     state: DialogState = field(default=DialogState.EARLY, kw_only=True)

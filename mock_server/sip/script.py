@@ -27,6 +27,8 @@ class CallScript:
     """From 100 Trying to 408, for the no_answer plan."""
     hangup_after_s: float | None = None
     """From the ACK to the mock's BYE, for the hangup plan."""
+    transfer_after_s: float | None = None
+    """From the ACK to the mock's REFER, for the transfer plan."""
 
 
 def script_for(plan: dict[str, Any] | None, config: MockConfig) -> CallScript:
@@ -46,4 +48,5 @@ def script_for(plan: dict[str, Any] | None, config: MockConfig) -> CallScript:
         return CallScript(kind, ring_s=ring, answer_s=None, no_answer_s=ring + plan.get("no-answer-ms", 3000) / 1000)
     answer = ring + plan.get("sip-answer-ms", config.sip_answer_ms) / 1000
     hangup = plan.get("hangup-after-ms", 2000) / 1000 if kind == "hangup" else None
-    return CallScript(kind, ring_s=ring, answer_s=answer, hangup_after_s=hangup)
+    transfer = plan.get("transfer-after-ms", 2000) / 1000 if kind == "transfer" else None
+    return CallScript(kind, ring_s=ring, answer_s=answer, hangup_after_s=hangup, transfer_after_s=transfer)

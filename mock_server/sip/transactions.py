@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, auto
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mock_server.sip.machine import Machine
 from mock_server.sip.message import SipMessage
@@ -110,6 +110,8 @@ class ClientTx(Machine[ClientState, ClientEvent]):
     peer: Peer
     to: tuple[str, int]
     call_id: str | None
+    on_final: Any = None
+    """Called with the final response (the REFER's 202, say); None: nothing to do."""
     state: ClientState = field(default=ClientState.TRYING, kw_only=True)
 
 

@@ -62,10 +62,11 @@ from mock_server.sip.transactions import (
     TxKey,
 )
 from mock_server.sip.variables import diversion, x_headers
+from mock_server.webhooks import templates
 from mock_server.webhooks.context import CallContext
 from mock_server.webhooks.delivery import BeforeAnswer, Webhooks
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
 
 
 def answered_statelessly(cause: str) -> bool:
@@ -210,7 +211,7 @@ class SipEndpoint:
         why = str((detail or {}).get("why") or "")
         if by_caller:
             reason = "caller_hangup"
-        elif event == "mock-bye":
+        elif event in ("mock-bye", "transferred"):
             reason = "callee_hangup"
         elif event == "inbound-webhook-disconnect" or why.startswith("limit"):
             reason = "forbidden"
@@ -304,6 +305,8 @@ class SipEndpoint:
             self._on_cancel(msg, data, peer, key)
         elif method == "INFO":
             self._on_info(msg, data, peer, key)
+        elif method == "NOTIFY":
+            self._on_notify(msg, data, peer, key)
         elif method == "OPTIONS":
             self._answer_non_invite(msg, data, peer, key, 200, "OK", decision="options",
                                     extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
@@ -438,6 +441,7 @@ class SipEndpoint:
             "external_id": admission.external_id, "diversion": ctx.diversion if ctx else admission.diversion},
             **fields)
         dialog.hangup_after = script.hangup_after_s
+        dialog.transfer_after = script.transfer_after_s
         if ctx is not None and agent is not None and agent.steps_before_answer and self.webhooks is not None:
             # The INVITE stays at 180 until the inbound webhook and the pre-call actions are done.
             tx.held = True
@@ -664,6 +668,8 @@ class SipEndpoint:
                 dialog.timers.append(self.timers.call_later(min(1.0, dialog.rtp_timeout), self._check_rtp, dialog))
             if dialog.hangup_after is not None:
                 dialog.timers.append(self.timers.call_later(dialog.hangup_after, self._mock_hangup, dialog))
+            if dialog.transfer_after is not None:
+                dialog.timers.append(self.timers.call_later(dialog.transfer_after, self._send_refer, dialog))
 
     def _mock_hangup(self, dialog: Dialog) -> None:
         if dialog.state is not DialogState.CONFIRMED:
@@ -781,11 +787,19 @@ class SipEndpoint:
         self._record("in", peer, data, msg.first_line(), call_id=ctx.call_id if ctx else None,
                      sip_call_id=msg.get("call-id"),
                      decision="response to our request" if ctx else "response matched nothing; dropped")
-        if ctx is not None and (msg.status or 0) >= 200:
+        if ctx is not None and (msg.status or 0) >= 200 and ctx.state is ClientState.TRYING:
             self._end_client_tx(ctx, ClientEvent.FINAL_RESPONSE)
+            if ctx.on_final is not None:
+                ctx.on_final(msg)
 
     def send_bye(self, dialog: Dialog, reason: str = "mock hangs up") -> None:
         """End a dialog from the mock's side (ACK timeout, or a scripted hang-up)."""
+        self._in_dialog_request(dialog, "BYE", [("Reason", f"SIP;text={quoted(reason)}")])
+        self._end_dialog(dialog)
+
+    def _in_dialog_request(self, dialog: Dialog, method: str, extra: list[tuple[str, str]],
+                           on_final: Any = None) -> ClientTx:
+        """Send a request of our own inside the dialog (BYE, REFER), retransmitted over UDP (Timers E, F)."""
         tx = dialog.tx
         req = tx.request
         dialog.local_cseq += 1
@@ -797,19 +811,73 @@ class SipEndpoint:
             ("From", f"{req.get('to')};tag={tx.to_tag}" if tag_of(req.get("to")) is None else req.get("to") or ""),
             ("To", req.get("from") or ""),
             ("Call-ID", req.get("call-id") or ""),
-            ("CSeq", f"{dialog.local_cseq} BYE"),
+            ("CSeq", f"{dialog.local_cseq} {method}"),
             ("Max-Forwards", "70"),
-            ("Reason", f"SIP;text={quoted(reason)}"),
+            *extra,
             ("Server", SERVER),
         ]
-        data = serialize(f"BYE {uri} SIP/2.0", headers)
-        ctx = ClientTx(branch, data, tx.peer, tx.reply_to, dialog.call_id)
+        data = serialize(f"{method} {uri} SIP/2.0", headers)
+        ctx = ClientTx(branch, data, tx.peer, tx.reply_to, dialog.call_id, on_final=on_final)
         self.client_txs[branch] = ctx
-        self._send_raw(data, tx.peer, tx.reply_to, req.get("call-id"), dialog.call_id, first_line=f"BYE {uri}")
-        self._end_dialog(dialog)
+        self._send_raw(data, tx.peer, tx.reply_to, req.get("call-id"), dialog.call_id, first_line=f"{method} {uri}")
         if not tx.peer.reliable:  # Timer E, until Timer F
             ctx.timers.append(self.timers.call_later(self.t1, self._retransmit_request, ctx, self.t1))
         ctx.timers.append(self._expiry.call_later(self._end_client_tx, ctx, ClientEvent.TIMEOUT))
+        return ctx
+
+    # -- transfer (REFER, RFC 3515) --------------------------------------------------------------
+    def _send_refer(self, dialog: Dialog) -> None:
+        """The agent transfers the caller: REFER with Refer-To and the configured X-headers."""
+        if dialog.state is not DialogState.CONFIRMED:
+            return
+        book = self.books.get()
+        model_id = self.store.call_parties(dialog.call_id)["model_id"] if dialog.call_id else None
+        agent = book.agent(model_id)
+        target = (agent.transfer_to if agent and agent.transfer_to else None) or self.config.transfer_to
+        wanted = {**self.config.transfer_headers, **(agent.transfer_headers if agent else {})}
+        request = dialog.tx.request
+        variables = {"<call_id>": dialog.call_id or "", **{f"{{{k}}}": v for k, v in x_headers(request).items()}}
+        headers = [(name, templates.render(value, variables)) for name, value in wanted.items()]
+        dialog.transfer = {"to": target, "state": "requested"}
+        self._change(dialog.call_id, "transfer-requested", detail={"to": target, "headers": dict(headers)})
+        self._in_dialog_request(dialog, "REFER", [
+            ("Contact", f"<sip:synthflow@{format_addr(dialog.tx.peer.local)}>"),
+            ("Refer-To", f"<{target}>"), ("Referred-By", f"<sip:synthflow@{format_addr(dialog.tx.peer.local)}>"),
+            *headers, ("Content-Length", "0")], on_final=functools.partial(self._refer_answered, dialog))
+
+    def _refer_answered(self, dialog: Dialog, msg: SipMessage) -> None:
+        code = msg.status or 0
+        if 200 <= code < 300:
+            if dialog.transfer is not None:
+                dialog.transfer["state"] = "accepted"
+            self._change(dialog.call_id, "transfer-accepted", detail={"code": code})
+            return
+        self._change(dialog.call_id, "transfer-refused", detail={"code": code, "reason": msg.reason})
+        self._agent_hangs_up(dialog, f"transfer refused: {code} {msg.reason}", "error")
+
+    def _on_notify(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
+        """The transferee reports on the REFER (``message/sipfrag``): a final 2xx completes the transfer."""
+        dialog = self.dialogs.get((msg.get("call-id") or "", msg.to_tag or "", msg.from_tag or ""))
+        if dialog is None or dialog.transfer is None:
+            self._answer_non_invite(msg, data, peer, key, 481, "Subscription Does Not Exist",
+                                    decision="NOTIFY matched no transfer")
+            return
+        frag = msg.body.decode("utf-8", "replace").strip().split("\r\n", 1)[0].split("\n", 1)[0]
+        parts = frag.split(" ", 2)
+        code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        self._answer_non_invite(msg, data, peer, key, 200, "OK", call_id=dialog.call_id,
+                                decision=f"notify: transfer {frag or '(no sipfrag)'}")
+        if code < 200:
+            return
+        if code < 300:
+            dialog.transfer["state"] = "done"
+            duration = round(time.time() - dialog.answered_at) if dialog.answered_at else 0
+            self._change(dialog.call_id, "transferred", "completed", duration=duration,
+                         end_call_reason="agent_ended_call", detail={"to": dialog.transfer["to"], "notify": frag})
+            self.send_bye(dialog, reason=f"transferred to {dialog.transfer['to']}")
+        else:
+            self._change(dialog.call_id, "transfer-failed", detail={"notify": frag})
+            self._agent_hangs_up(dialog, f"transfer failed: {frag}", "error")
 
     def _retransmit_request(self, ctx: ClientTx, interval: float) -> None:
         if ctx.state is not ClientState.TRYING:
