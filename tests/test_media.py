@@ -359,3 +359,44 @@ def test_transfer_plan_refers_the_caller_with_x_headers_and_follows_the_notify(t
             assert "transfer-failed" in events and call["end_call_reason"] == "error"
     finally:
         t.stop()
+
+
+def test_a_cancelled_call_matches_the_contract_with_its_end_reason(trunk):
+    t = trunk()
+    call_id = prepare(t, "sip=ring_forever")
+    client = UdpClient(t.port)
+    invite = request("INVITE", t.port, client.local_port, xei=f"S.{call_id};", body=offer(4004),
+                     call_id="cancel-contract", branch="z9hG4bKcc1")
+    client.send(invite)
+    client.recv_until(180)
+    client.send(request("CANCEL", t.port, client.local_port, call_id="cancel-contract", branch="z9hG4bKcc1",
+                        cseq_method="CANCEL"))
+    client.ack_for(invite, client.recv_until(487)[-1])
+    client.close()
+    call = t.call(call_id)
+    assert_matches("call.schema.json", call)
+    assert (call["call_status"], call["end_call_reason"]) == ("canceled", "user_canceled")
+    assert (call["telephony_hangup"], call["telephony_disconnect_reason"], call["telephony_duration"]) == (
+        "caller", "caller_hangup", 0)
+    assert t.sip.endpoint.media.ports.in_use == set()
+
+
+def test_agent_audio_of_another_rate_is_converted_and_spoken(trunk, tmp_path):
+    path = tmp_path / "agent16k.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        frames = array.array("h")
+        for i in range(16000 * 2):
+            sample = int(12000 * math.sin(2 * math.pi * 1000 * i / 16000))
+            frames.extend((sample, sample))
+        wav.writeframes(frames.tobytes())
+    t = trunk(agent_audio=str(path))
+    caller = Caller(t, t.prepare())
+    try:
+        heard = g711.decode(b"".join(p.payload for p in caller.receive(25)), 0)
+        assert 7000 < audio.rms(heard) < 10000  # the 1 kHz tone at amplitude 12000: RMS ~8485
+        caller.bye()
+    finally:
+        caller.close()
