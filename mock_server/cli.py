@@ -53,6 +53,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sip-code", dest="sip_codes", action="append", default=[], metavar="CASE=CODE",
                    help="override a SIP answer, e.g. unknown_call=480 (cases: "
                         "unknown_call, failed_call, busy, used_call, bad_xei, missing_xei)")
+    p.add_argument("--sip-workers", type=int, default=1,
+                   help="SIP processes sharing the SIP ports (SO_REUSEPORT); 1 measures best on 2 cores "
+                        "(bench/RESULTS.md), add shards on bigger machines")
     p.add_argument("--workers", type=int, default=1,
                    help="HTTP worker processes sharing the port; waiting holds no worker, and on 2 cores one worker "
                         "beside the SIP process measures best (bench/RESULTS.md)")
@@ -229,6 +232,12 @@ def _agents(path: str | None) -> dict[str, object] | None:
     return document or None
 
 
+def _at_least_one(value: int, flag: str) -> int:
+    if value < 1:
+        raise SystemExit(f"{flag} {value}: use 1 or more")
+    return value
+
+
 def _transfer_headers(pairs: list[str]) -> dict[str, str]:
     headers = {}
     for pair in pairs:
@@ -269,6 +278,7 @@ def _config_from(args: argparse.Namespace) -> MockConfig:
         "sip_codes": _sip_codes(args.sip_codes),
         "agents": _agents(args.agents),
         "transfer_headers": _transfer_headers(args.transfer_headers),
+        "sip_workers": _at_least_one(args.sip_workers, "--sip-workers"),
         "media": args.media == "on",
         "rtp_port_min": _rtp_ports(args.rtp_ports)[0],
         "rtp_port_max": _rtp_ports(args.rtp_ports)[1],

@@ -132,6 +132,11 @@ def _remember_tree(pid: int) -> None:
     _started_pids.setdefault(pid, set()).update(seen)
 
 
+def _banner_printed(log_path: str) -> bool:
+    with open(log_path, "rb") as f:
+        return b"synthflow-mock ready:" in f.read()
+
+
 def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
     http_port, sip_port = free_port(), free_udp_tcp_port()
     cmd = [sys.executable, "-m", "mock_server", "serve", "--http-port", str(http_port),
@@ -146,8 +151,10 @@ def start_server(*args: str, ready_timeout: float = 15.0) -> LiveServer:
             with open(log_path, errors="replace") as f:
                 raise RuntimeError(f"server exited with {proc.returncode}:\n{f.read()}")
         try:
-            # 401/403: it answers, and guards its admin API with a token
-            if requests.get(f"http://127.0.0.1:{http_port}/_mock/health", timeout=0.5).status_code in (200, 401, 403):
+            # 401/403: it answers, and guards its admin API with a token. HTTP can answer before the SIP
+            # side listens; the supervisor's banner says everything is up.
+            if requests.get(f"http://127.0.0.1:{http_port}/_mock/health", timeout=0.5).status_code in (200, 401, 403) \
+                    and _banner_printed(log_path):
                 _remember_tree(proc.pid)
                 return LiveServer(proc, http_port, sip_port, time.monotonic() - t0, log_path)
         except (requests.ConnectionError, requests.Timeout):  # the port listens before a worker accepts

@@ -70,6 +70,10 @@ class MockConfig:
     sip_max_transactions: int = 20_000
     """INVITE transactions in progress (not yet answered) at most; beyond it INVITEs get a stateless 503
     with Retry-After. Answered ones are released on time (Timers H, I, L), so they need no cap."""
+    sip_workers: int = 1
+    """SIP processes (shards) sharing the SIP ports with SO_REUSEPORT; each has its own journal writer."""
+    sip_shard: int = 0
+    """Which shard this SIP process is (set by ``serve`` for each; answers carry X-Mock-Shard when sharded)."""
     sip_tcp_idle_s: float = 60.0
     """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
     log_format: str = "text"

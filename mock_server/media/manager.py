@@ -34,6 +34,8 @@ class Media:
     def __init__(self, loop: asyncio.AbstractEventLoop, config: MockConfig) -> None:
         self.loop, self.config = loop, config
         self.ports = PortRange(config.rtp_port_min, config.rtp_port_max)
+        if config.sip_workers > 1:  # shards share the range: each starts its round-robin in its own part
+            self.ports.skip_to(config.sip_shard * self.ports.size // config.sip_workers)
         self.pacer = Pacer(loop)
         samples = audio.read_wav(config.agent_audio) if config.agent_audio else audio.greeting()
         self.greeting = {pt: g711.encode(samples, pt) for pt in (0, 8)}

@@ -18,6 +18,10 @@ class PortRange:
         self._next = self.low
         self.in_use: set[int] = set()
 
+    def skip_to(self, index: int) -> None:
+        """Start handing out ports from the ``index``-th one."""
+        self._next = self.low + 2 * (index % self.size)
+
     @property
     def size(self) -> int:
         return (self.high - self.low) // 2 + 1

@@ -55,8 +55,8 @@ def _http_ready(host: str, port: int, tls: bool = False) -> bool:
         conn.close()
 
 
-def _sip_ready(host: str, port: int) -> bool:
-    """An OPTIONS over UDP gets an answer once the SIP child is listening."""
+def _sip_probe(host: str, port: int) -> bytes | None:
+    """One OPTIONS over UDP from a fresh source port; the answer, or None."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.3)
@@ -70,9 +70,29 @@ def _sip_ready(host: str, port: int) -> bool:
                      f"Call-ID: ready-{os.urandom(6).hex()}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
                      "Content-Length: 0\r\n\r\n")
             sock.sendto(probe.encode(), (host, port))
-            return sock.recv(65535).startswith(b"SIP/2.0 200")
+            answer = sock.recv(65535)
         except OSError:
+            return None
+    return answer if answer.startswith(b"SIP/2.0 200") else None
+
+
+def _sip_ready(host: str, port: int, shards: int = 1) -> bool:
+    """An OPTIONS gets an answer once the SIP child listens. With shards, every one must have answered:
+    the kernel spreads callers over the shards bound so far, and a shard that binds late would move
+    callers already in a dialog to another shard."""
+    if shards == 1:
+        return _sip_probe(host, port) is not None
+    seen: set[bytes] = set()
+    for _ in range(16 * shards):
+        answer = _sip_probe(host, port)
+        if answer is None:
             return False
+        for line in answer.split(b"\r\n"):
+            if line.lower().startswith(b"x-mock-shard:"):
+                seen.add(line.split(b":", 1)[1].strip())
+        if len(seen) == shards:
+            return True
+    return False
 
 
 def queue_scenarios(config: MockConfig) -> None:
@@ -129,7 +149,10 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
                           pass_fds=(fd,), restart=True) for n in range(1, workers + 1)]
     sip_text = ""
     if sip:
-        children.append(ChildSpec("sip", [sys.executable, "-m", "mock_server.sip.runner"], env))
+        for shard in range(config.sip_workers):
+            shard_env = {**env, CONFIG_ENV: to_json(replace(config, sip_shard=shard))}
+            name = "sip" if config.sip_workers == 1 else f"sip shard {shard + 1}"
+            children.append(ChildSpec(name, [sys.executable, "-m", "mock_server.sip.runner"], shard_env))
         tls = f", tls {_fmt(config.sip_host)}:{config.sip_tls_port}" if config.sip_tls_port else ""
         sip_text = f", SIP udp+tcp {_fmt(config.sip_host)}:{config.sip_port}{tls}"
     scheme = "https" if config.tls_cert else "http"
@@ -140,7 +163,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
 
     def ready() -> bool:
         http_up = _http_ready(probe_host, http_port, tls=bool(config.tls_cert))
-        return http_up and (not sip or _sip_ready(sip_probe_host, config.sip_port))
+        return http_up and (not sip or _sip_ready(sip_probe_host, config.sip_port, config.sip_workers))
 
     try:
         supervisor = Supervisor(children)

@@ -27,7 +27,7 @@ async def _start(store: Store, config: MockConfig, port: int | None = None, *,
     endpoint = SipEndpoint(store, config, asyncio.get_running_loop(), sink=sink, console=console, webhooks=webhooks)
     return await start_sip_server(endpoint, config.sip_host, config.sip_port if port is None else port,
                                   tls_port=config.sip_tls_port, tls_cert=config.sip_tls_cert,
-                                  tls_key=config.sip_tls_key)
+                                  tls_key=config.sip_tls_key, reuse_port=config.sip_workers > 1)
 
 
 class SipThread:

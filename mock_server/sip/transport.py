@@ -159,16 +159,24 @@ class SipServer:
 
 
 async def start_sip_server(endpoint: SipEndpoint, host: str, port: int, *, tls_port: int | None = None,
-                           tls_cert: str | None = None, tls_key: str | None = None) -> SipServer:
-    """Bind UDP and TCP on ``port`` (0 picks one free for both), and TLS on ``tls_port`` when given."""
+                           tls_cert: str | None = None, tls_key: str | None = None,
+                           reuse_port: bool = False) -> SipServer:
+    """Bind UDP and TCP on ``port`` (0 picks one free for both), and TLS on ``tls_port`` when given.
+
+    ``reuse_port``: several SIP processes (shards) share the ports (SO_REUSEPORT). The kernel hashes
+    each UDP peer's address to one shard, so a caller's retransmissions, ACK, BYE and CANCEL from the
+    socket it called from reach the shard that holds its transaction; a TCP connection stays with
+    the shard that accepted it."""
+    reuse = {"reuse_port": True} if reuse_port else {}
     loop = endpoint.loop
     server = SipServer(endpoint)
     for _ in range(20):
-        udp, _proto = await loop.create_datagram_endpoint(lambda: UdpProtocol(endpoint), local_addr=(host, port))
+        udp, _proto = await loop.create_datagram_endpoint(lambda: UdpProtocol(endpoint), local_addr=(host, port),
+                                                          **reuse)
         bound = udp.get_extra_info("sockname")[1]
         try:
             tcp = await loop.create_server(lambda: StreamProtocol(endpoint, "TCP"), host, bound, reuse_address=True,
-                                           backlog=1024)
+                                           backlog=1024, **reuse)
         except OSError:
             udp.close()
             if port:
@@ -185,7 +193,7 @@ async def start_sip_server(endpoint: SipEndpoint, host: str, port: int, *, tls_p
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(tls_cert, tls_key)
         tls = await loop.create_server(lambda: StreamProtocol(endpoint, "TLS"), host, tls_port, ssl=context,
-                                       reuse_address=True)
+                                       reuse_address=True, **reuse)
         server.servers.append(tls)
         server.tls_servers.append(tls)
     return server

@@ -134,6 +134,7 @@ class SipEndpoint:
         """Sends post-call webhooks and runs inbound webhooks and pre-call actions (None: no webhooks)."""
         self._contexts: dict[str, CallContext] = {}
         """Calls whose end sends a webhook, by call id; bounded like the transactions."""
+        self._shard = [("X-Mock-Shard", str(config.sip_shard))] if config.sip_workers > 1 else []
         self._times: dict[str, list[float | None]] = {}
         """Per live call: when its INVITE came and when it was answered (for the telephony_* fields)."""
         self.media = Media(self.loop, config) if config.media else None
@@ -898,6 +899,8 @@ class SipEndpoint:
                        call_id: str | None, why: str | None = None) -> bytes:
         if call_id is not None:  # Synthflow tags its answers with its call id
             extra = [*extra, ("x-ci", call_id)] if extra else [("x-ci", call_id)]
+        if self._shard:
+            extra = [*(extra or ()), *self._shard]
         data, status_line = build_response(req, peer, code, reason, to_tag=to_tag, extra=extra, body=body)
         self._send_raw(data, peer, to, req.get("call-id") or None, call_id, first_line=status_line, why=why)
         return data
