@@ -192,8 +192,10 @@ def test_dtmf_by_rfc4733_and_sip_info_reach_the_timeline_once_each(trunk):
         caller.close()
     timeline = t.call(call_id)["timeline"]
     digits = [(e["detail"]["digit"], e["detail"]["via"]) for e in timeline if e["event"] == "dtmf"]
-    assert digits == [("5", "rfc4733"), ("#", "rfc4733"), ("7", "sip-info")]
-    assert next(e for e in timeline if e["event"] == "media")["detail"]["digits"] == "5#7"
+    # RTP and SIP arrive on different sockets: their relative order is the event loop's, not the sender's
+    assert [d for d, via in digits if via == "rfc4733"] == ["5", "#"]
+    assert [d for d, via in digits if via == "sip-info"] == ["7"] and len(digits) == 3
+    assert sorted(next(e for e in timeline if e["event"] == "media")["detail"]["digits"]) == sorted("5#7")
 
 
 def test_the_agent_hangs_up_on_a_digit(trunk):
