@@ -73,5 +73,8 @@ def test_metrics_from_every_process_match_the_journal():
         assert sent["404"] == 1 and received["INVITE"] == 4 and received["BYE"] == 3
         assert total(found, "synthflow_mock_store_calls") == len(ids)  # the server_error answers made no call
         assert total(found, "synthflow_mock_sip_live_dialogs") == 0
+        # each answered call's media, added when it ended: the agent spoke, the caller (no RTP) did not
+        assert total(found, "synthflow_mock_rtp_packets_total", direction="out") >= 3
+        assert total(found, "synthflow_mock_rtp_packets_total", direction="in") == 0
     finally:
         server.kill_group()

@@ -109,6 +109,8 @@ def test_assert_webhook_returns_the_delivery_or_shows_what_did_arrive(synthflow_
         assert result.answered
         entry = synthflow_server.assert_webhook(call_id, status="completed")
         assert entry["status"] == 200 and entry["url"] == receiver.url("/hook")
+        scrape = requests.get(f"{synthflow_server.url}/_mock/metrics", timeout=5).text
+        assert 'synthflow_mock_webhook_attempts_total{event="post_call",outcome="delivered"}' in scrape
         with pytest.raises(AssertionError) as failed:
             synthflow_server.assert_webhook(call_id, status="busy", timeout=0.5)
         message = str(failed.value)

@@ -12,6 +12,7 @@ import tempfile
 import wave
 from typing import Any
 
+from mock_server import metrics
 from mock_server.core.config import MockConfig
 from mock_server.media import audio, g711, pcap
 from mock_server.media.ports import PortRange
@@ -57,6 +58,9 @@ class Media:
         """End a session: (its summary for the timeline, call-object fields for its recording)."""
         self.pacer.discard(session)
         summary = session.close()
+        metrics.RTP_PACKETS.labels("out").inc(session.sent)
+        metrics.RTP_PACKETS.labels("in").inc(session.stats.packets)
+        metrics.RTP_LOST.inc(session.stats.lost)
         self.ports.release(session.port)
         fields: dict[str, Any] = {}
         if call_id and session.capture and RECORDING_NAME.match(f"{call_id}.wav"):

@@ -7,16 +7,22 @@ in-process door, a test) the same metrics live in the process's own registry.
 """
 
 from mock_server.metrics.registry import (
+    DTMF_DIGITS,
     HTTP_DURATION,
     HTTP_REQUESTS,
+    RTP_LOST,
+    RTP_PACKETS,
     SIP_LIVE_DIALOGS,
     SIP_REFUSED,
     SIP_REQUESTS,
     SIP_RESPONSES,
     SIP_RETRANSMISSIONS,
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_DURATION,
     render,
     source_of,
 )
 
-__all__ = ["HTTP_DURATION", "HTTP_REQUESTS", "SIP_LIVE_DIALOGS", "SIP_REFUSED", "SIP_REQUESTS", "SIP_RESPONSES",
-           "SIP_RETRANSMISSIONS", "render", "source_of"]
+__all__ = ["DTMF_DIGITS", "HTTP_DURATION", "HTTP_REQUESTS", "RTP_LOST", "RTP_PACKETS", "SIP_LIVE_DIALOGS",
+           "SIP_REFUSED", "SIP_REQUESTS", "SIP_RESPONSES", "SIP_RETRANSMISSIONS", "WEBHOOK_ATTEMPTS",
+           "WEBHOOK_DURATION", "render", "source_of"]

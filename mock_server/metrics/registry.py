@@ -21,6 +21,14 @@ SIP_RETRANSMISSIONS = Counter("synthflow_mock_sip_retransmissions", "SIP retrans
                               ["direction"])
 SIP_REFUSED = Counter("synthflow_mock_sip_refused", "INVITEs refused without keeping a transaction", ["reason"])
 SIP_LIVE_DIALOGS = Gauge("synthflow_mock_sip_live_dialogs", "SIP dialogs open now", multiprocess_mode="livesum")
+WEBHOOK_ATTEMPTS = Counter("synthflow_mock_webhook_attempts", "Webhook and pre-call action attempts",
+                           ["event", "outcome"])
+WEBHOOK_DURATION = Histogram("synthflow_mock_webhook_duration_seconds", "From sending a webhook to its answer",
+                             ["event"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+RTP_PACKETS = Counter("synthflow_mock_rtp_packets", "RTP packets of ended calls", ["direction"])
+"""Added when a call's media ends (one update per call, not per packet)."""
+RTP_LOST = Counter("synthflow_mock_rtp_lost", "Caller RTP packets lost (RFC 3550 count) in ended calls")
+DTMF_DIGITS = Counter("synthflow_mock_dtmf_digits", "DTMF digits heard", ["via"])
 
 
 def source_of(reason: str | None) -> str:

@@ -28,7 +28,7 @@ from mock_server.core.config import MockConfig
 from mock_server.core.store import Store
 from mock_server.media.manager import Media
 from mock_server.media.ports import NoMediaPort
-from mock_server.metrics import SIP_LIVE_DIALOGS, SIP_REFUSED
+from mock_server.metrics import DTMF_DIGITS, SIP_LIVE_DIALOGS, SIP_REFUSED
 from mock_server.server.console import Console
 from mock_server.sip import sdp
 from mock_server.sip.admission import admit
@@ -730,6 +730,8 @@ class SipEndpoint:
     def _media_event(self, dialog: Dialog, kind: str, detail: dict[str, Any]) -> None:
         """Something the caller's media did: a DTMF digit (maybe the agent's cue to hang up)."""
         self._change(dialog.call_id, kind, detail=detail)
+        if kind == "dtmf":
+            DTMF_DIGITS.labels(str(detail.get("via"))).inc()
         if kind == "dtmf" and dialog.hangup_digit and detail.get("digit") == dialog.hangup_digit:
             self._agent_hangs_up(dialog, f"hang-up digit {dialog.hangup_digit} pressed", "agent_ended_call")
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from mock_server import metrics
 from mock_server.agents.book import Action, Agent, BookCache, InboundWebhook
 from mock_server.core import jsonio
 from mock_server.core.calls import CallEvent
@@ -169,6 +170,8 @@ class Webhooks:
             attempt = Attempt(None, (time.perf_counter() - started) * 1000,
                               error=f"{type(exc).__name__}: {exc or 'connection failed'}")
             answer_text = ""
+        metrics.WEBHOOK_ATTEMPTS.labels(event, "delivered" if attempt.ok else "failed").inc()
+        metrics.WEBHOOK_DURATION.labels(event).observe(attempt.latency_ms / 1000)
         await self._journal(event, ctx, n, method, url, send_headers, body, attempt, answer_text)
         return attempt
 
