@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime
 import functools
 import time
 from typing import Any
@@ -28,12 +27,13 @@ from mock_server.core.config import MockConfig
 from mock_server.core.store import Store
 from mock_server.media.manager import Media
 from mock_server.media.ports import NoMediaPort
-from mock_server.metrics import DTMF_DIGITS, SIP_LIVE_DIALOGS, SIP_REFUSED
+from mock_server.metrics import SIP_LIVE_DIALOGS, SIP_REFUSED
 from mock_server.server.console import Console
 from mock_server.sip import sdp
 from mock_server.sip.admission import admit
 from mock_server.sip.common import format_addr, new_branch, quoted, random_token
 from mock_server.sip.dialogs import Dialog, DialogEvent, DialogKey, DialogState
+from mock_server.sip.in_call import InCall
 from mock_server.sip.message import (
     KNOWN_METHODS,
     SipMessage,
@@ -50,6 +50,7 @@ from mock_server.sip.recorder import Recorder
 from mock_server.sip.responses import SERVER, build_response, reply_address
 from mock_server.sip.script import script_for
 from mock_server.sip.sink import Sink, ThreadSink
+from mock_server.sip.telephony import TelephonyClock
 from mock_server.sip.timers import LoopTimers, Timers
 from mock_server.sip.transactions import (
     AnswerCache,
@@ -62,7 +63,6 @@ from mock_server.sip.transactions import (
     TxKey,
 )
 from mock_server.sip.variables import diversion, x_headers
-from mock_server.webhooks import templates
 from mock_server.webhooks.context import CallContext
 from mock_server.webhooks.delivery import BeforeAnswer, Webhooks
 
@@ -74,27 +74,6 @@ def answered_statelessly(cause: str) -> bool:
     return cause in ("unknown_call", "missing_xei") or cause.startswith("bad_xei:")
 SUPPORTED: frozenset[str] = frozenset()
 MANDATORY = ("via", "from", "to", "call-id", "cseq", "max-forwards")
-
-
-def _iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="milliseconds")
-
-
-def dtmf_of_info(content_type: str, body: bytes) -> str | None:
-    """The digit of a SIP INFO DTMF body, or None."""
-    kind = content_type.split(";", 1)[0].strip().lower()
-    text = body.decode("ascii", "replace").strip()
-    if kind == "application/dtmf-relay":
-        for line in text.splitlines():
-            name, _, value = line.partition("=")
-            if name.strip().lower() == "signal":
-                text = value.strip()
-                break
-        else:
-            return None
-    elif kind != "application/dtmf":
-        return None
-    return text[:1] if text[:1] and text[:1] in "0123456789*#ABCDabcd" else None
 
 
 class _Unsupported(Exception):
@@ -135,8 +114,9 @@ class SipEndpoint:
         self._contexts: dict[str, CallContext] = {}
         """Calls whose end sends a webhook, by call id; bounded like the transactions."""
         self._shard = [("X-Mock-Shard", str(config.sip_shard))] if config.sip_workers > 1 else []
-        self._times: dict[str, list[float | None]] = {}
-        """Per live call: when its INVITE came and when it was answered (for the telephony_* fields)."""
+        self.telephony = TelephonyClock(2 * config.sip_max_transactions)
+        self.in_call = InCall(self)
+        """The agent's side of answered calls: DTMF, hang-ups, RTP timeout, transfer, media summaries."""
         self.media = Media(self.loop, config) if config.media else None
         """RTP for answered calls (None with ``--media off``)."""
 
@@ -180,49 +160,16 @@ class SipEndpoint:
         """Journal something that happened on a transport but is not a message (a close, an error)."""
         self._record("in", peer, data, what, call_id=None, sip_call_id=None, decision=decision)
 
-    def _change(self, call_id: str | None, event: str, status: str | None = None, *,
+    def change(self, call_id: str | None, event: str, status: str | None = None, *,
                 detail: dict[str, Any] | None = None, **fields: Any) -> None:
         """A step in a call's life (the recorder's); a call that ends sends its post-call webhook."""
         if call_id is not None and (event in ("invite", "answered") or status in ENDED):
-            fields.update(self._telephony(call_id, event, status, detail))
+            fields.update(self.telephony.fields(call_id, event, status, detail))
         self.recorder.change(call_id, event, status, detail=detail, **fields)
         if status in ENDED and call_id is not None and self._contexts:
             ctx = self._contexts.pop(call_id, None)
             if ctx is not None and self.webhooks is not None:
                 self.webhooks.post_call(ctx, self.recorder.flush())
-
-    def _telephony(self, call_id: str, event: str, status: str | None,
-                   detail: dict[str, Any] | None) -> dict[str, Any]:
-        """The call object's telephony_* fields (Synthflow's GET /v2/calls) at the invite, answer and end."""
-        now = time.time()
-        times = self._times
-        if event == "invite":
-            times[call_id] = [now, None]
-            while len(times) > 2 * self.config.sip_max_transactions:
-                del times[next(iter(times))]
-            return {}
-        if event == "answered":
-            started = times.get(call_id)
-            if started is None:
-                return {}
-            started[1] = now
-            return {"telephony_start": _iso(now), "telephony_ringing_duration": round((now - started[0]) * 1000)}
-        started = times.pop(call_id, None)
-        by_caller = event in ("bye", "canceled")
-        why = str((detail or {}).get("why") or "")
-        if by_caller:
-            reason = "caller_hangup"
-        elif event in ("mock-bye", "transferred"):
-            reason = "callee_hangup"
-        elif event == "inbound-webhook-disconnect" or why.startswith("limit"):
-            reason = "forbidden"
-        elif event == "no-answer":
-            reason = "unknown"
-        else:
-            reason = "error"
-        answered = started[1] if started else None
-        return {"telephony_end": _iso(now), "telephony_duration": round((now - answered) * 1000) if answered else 0,
-                "telephony_hangup": "caller" if by_caller else "callee", "telephony_disconnect_reason": reason}
 
     def call_state(self, call_id: str) -> tuple[str | None, dict[str, Any] | None]:
         """Status (this process's newest view first) and the SIP plan chosen at prepare time."""
@@ -242,7 +189,7 @@ class SipEndpoint:
             ctx.cancel_timers()
         self.timers.clear()
         for dialog in list(self.dialogs.values()):
-            self._close_media(dialog)
+            self.in_call.close_media(dialog)
         self.recorder.close()
         if self.webhooks is not None:
             self.webhooks.close()
@@ -305,18 +252,18 @@ class SipEndpoint:
         elif method == "CANCEL":
             self._on_cancel(msg, data, peer, key)
         elif method == "INFO":
-            self._on_info(msg, data, peer, key)
+            self.in_call.on_info(msg, data, peer, key)
         elif method == "NOTIFY":
-            self._on_notify(msg, data, peer, key)
+            self.in_call.on_notify(msg, data, peer, key)
         elif method == "OPTIONS":
-            self._answer_non_invite(msg, data, peer, key, 200, "OK", decision="options",
-                                    extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            self.answer_non_invite(msg, data, peer, key, 200, "OK", decision="options",
+                                   extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
         elif method in KNOWN_METHODS:
-            self._answer_non_invite(msg, data, peer, key, 405, "Method Not Allowed",
-                                    decision=f"{method} not supported", extra=[("Allow", ALLOW)])
+            self.answer_non_invite(msg, data, peer, key, 405, "Method Not Allowed",
+                                   decision=f"{method} not supported", extra=[("Allow", ALLOW)])
         else:
-            self._answer_non_invite(msg, data, peer, key, 501, "Not Implemented", decision=f"unknown method {method}",
-                                    extra=[("Allow", ALLOW)])
+            self.answer_non_invite(msg, data, peer, key, 501, "Not Implemented", decision=f"unknown method {method}",
+                                   extra=[("Allow", ALLOW)])
 
     @staticmethod
     def _tx_key(msg: SipMessage, method: str) -> TxKey:
@@ -388,8 +335,8 @@ class SipEndpoint:
             if admission.retry_after:
                 extra.append(("Retry-After", str(admission.retry_after)))
             if admission.cause != "unknown_call":  # no call to attach the event to
-                self._change(admission.call_id, "rejected", detail={"code": admission.code, "why": admission.cause,
-                                                                    "sip_call_id": sip_call_id})
+                self.change(admission.call_id, "rejected", detail={"code": admission.code, "why": admission.cause,
+                            "sip_call_id": sip_call_id})
             self._final_non_2xx(tx, admission.code, admission.phrase, extra)
             return
         script = script_for(admission.plan, self.config)
@@ -398,8 +345,8 @@ class SipEndpoint:
             self._remember(ctx)  # from now on, however the call ends, its webhook goes out
         if script.reject is not None:
             code, phrase, extra = script.reject
-            self._change(admission.call_id, "rejected", "busy" if script.plan == "busy" else "failed",
-                         detail={"code": code, "why": f"plan:{script.plan}", "sip_call_id": sip_call_id})
+            self.change(admission.call_id, "rejected", "busy" if script.plan == "busy" else "failed",
+                        detail={"code": code, "why": f"plan:{script.plan}", "sip_call_id": sip_call_id})
             self._final_non_2xx(tx, code, phrase, extra)
             return
         if ctx is not None and not self._within_limits(tx, ctx):
@@ -407,8 +354,8 @@ class SipEndpoint:
         try:
             offer = sdp.read_offer(msg.body)
         except sdp.NoCommonCodec as exc:
-            self._change(admission.call_id, "rejected", "failed", detail={"code": 488, "why": str(exc)},
-                         error_message=f"Telephony - 488 - {exc}")
+            self.change(admission.call_id, "rejected", "failed", detail={"code": 488, "why": str(exc)},
+                        error_message=f"Telephony - 488 - {exc}")
             self._final_non_2xx(tx, 488, "Not Acceptable Here",
                                 [("Warning", f"304 synthflow-mock {quoted(str(exc))}")])
             return
@@ -417,11 +364,11 @@ class SipEndpoint:
         if self.media is not None:
             try:
                 dialog.media = self.media.open(peer.local[0], offer, str(plan.get("media", "greeting")),
-                                               functools.partial(self._media_event, dialog))
+                                               functools.partial(self.in_call.media_event, dialog))
             except NoMediaPort as exc:
                 SIP_REFUSED.labels("media-ports").inc()
-                self._change(admission.call_id, "rejected", "failed", detail={"code": 503, "why": str(exc)},
-                             error_message=f"Telephony - 503 - {exc}")
+                self.change(admission.call_id, "rejected", "failed", detail={"code": 503, "why": str(exc)},
+                            error_message=f"Telephony - 503 - {exc}")
                 self._final_non_2xx(tx, 503, "No Media Port Available",
                                     [("Warning", f"399 synthflow-mock {quoted(str(exc))}"), ("Retry-After", "5")],
                                     why=str(exc))
@@ -437,10 +384,10 @@ class SipEndpoint:
         variables = ctx.x_headers if ctx is not None else x_headers(msg)
         if variables:
             fields["prompt_variables"] = variables
-        self._change(admission.call_id, "invite", "ringing", detail={
-            "sip_call_id": sip_call_id, "transport": peer.transport, "remote": format_addr(peer.remote),
-            "external_id": admission.external_id, "diversion": ctx.diversion if ctx else admission.diversion},
-            **fields)
+        self.change(admission.call_id, "invite", "ringing", detail={
+                    "sip_call_id": sip_call_id, "transport": peer.transport, "remote": format_addr(peer.remote),
+                    "external_id": admission.external_id, "diversion": ctx.diversion if ctx else admission.diversion},
+                    **fields)
         dialog.hangup_after = script.hangup_after_s
         dialog.transfer_after = script.transfer_after_s
         if ctx is not None and agent is not None and agent.steps_before_answer and self.webhooks is not None:
@@ -488,8 +435,8 @@ class SipEndpoint:
             return True
         SIP_REFUSED.labels("limit").inc()
         code, why = self.config.limit_sip_code, refusal.message()
-        self._change(ctx.call_id, "rejected", "failed", detail={"code": code, "why": f"limit:{refusal.key}"},
-                     error_message=f"Telephony - {code} - {why}")
+        self.change(ctx.call_id, "rejected", "failed", detail={"code": code, "why": f"limit:{refusal.key}"},
+                    error_message=f"Telephony - {code} - {why}")
         self._final_non_2xx(tx, code, "Concurrency Limit Reached",
                             [("Warning", f"399 synthflow-mock {quoted(why)}"),
                              ("Retry-After", str(refusal.retry_after))], why=f"limit {refusal.key} {refusal.kind}")
@@ -507,13 +454,13 @@ class SipEndpoint:
             fields["model_id"] = result.model_id
         if result.disconnect is not None:
             code = self.config.inbound_disconnect_code
-            self._change(tx.call_id, "inbound-webhook-disconnect", "failed", detail={"code": code,
-                         "why": result.disconnect}, error_message=result.disconnect, **fields)
+            self.change(tx.call_id, "inbound-webhook-disconnect", "failed", detail={"code": code,
+                        "why": result.disconnect}, error_message=result.disconnect, **fields)
             self._final_non_2xx(tx, code, "Disconnected By Inbound Webhook",
                                 [("Warning", f"399 synthflow-mock {quoted(result.disconnect)}")], why=result.disconnect)
             return
-        self._change(tx.call_id, "pre-call", detail={"model_id": result.model_id, "overridden": result.overridden,
-                                                     "actions": len(result.executed_actions)}, **fields)
+        self.change(tx.call_id, "pre-call", detail={"model_id": result.model_id, "overridden": result.overridden,
+                    "actions": len(result.executed_actions)}, **fields)
         tx.held = False
         if tx.answer_body is not None:
             self._answer(tx, tx.answer_body)
@@ -528,7 +475,7 @@ class SipEndpoint:
     def _no_answer(self, tx: InviteTx) -> None:
         if tx.state is not InviteState.PROCEEDING:
             return
-        self._change(tx.call_id, "no-answer", "no-answer", detail={"code": 408})
+        self.change(tx.call_id, "no-answer", "no-answer", detail={"code": 408})
         self._final_non_2xx(tx, 408, "Request Timeout", [])
 
     def _ring(self, tx: InviteTx) -> None:
@@ -558,7 +505,7 @@ class SipEndpoint:
         tx.last_response = data
         dialog.ok_response = data
         dialog.answered_at = time.time()
-        self._change(tx.call_id, "answered", detail={"code": 200})
+        self.change(tx.call_id, "answered", detail={"code": 200})
         if dialog.media is not None and self.media is not None:
             self.media.start(dialog.media)  # the agent speaks as soon as the call connects
         # RFC 3261 §13.3.1.4: resend the 2xx until the ACK comes, on any transport; give up after 64·T1.
@@ -580,8 +527,8 @@ class SipEndpoint:
         if dialog.state is not DialogState.EARLY:
             return
         dialog.cancel_timers()
-        self._change(dialog.call_id, "ack-timeout", "failed", error_message="no ACK arrived for the 200 OK",
-                     end_call_reason="error")
+        self.change(dialog.call_id, "ack-timeout", "failed", error_message="no ACK arrived for the 200 OK",
+                    end_call_reason="error")
         self.send_bye(dialog, reason="no ACK for 200 OK")
 
     def _final_non_2xx(self, tx: InviteTx, code: int, reason: str, extra: list[tuple[str, str]], *,
@@ -594,7 +541,7 @@ class SipEndpoint:
                                                extra=extra, call_id=tx.call_id, why=why)
         if tx.dialog is not None:
             self.dialogs.pop(tx.dialog.key, None)
-            self._close_media(tx.dialog)
+            self.in_call.close_media(tx.dialog)
             tx.dialog = None
             SIP_LIVE_DIALOGS.set(len(self.dialogs))
         if not tx.peer.reliable:  # Timer G, then H
@@ -664,111 +611,61 @@ class SipEndpoint:
             dialog.cancel_timers()
             # Keep the INVITE transaction a while to absorb retransmitted INVITEs (RFC 6026 Timer L).
             dialog.tx.timers.append(self._expiry.call_later(self._end_invite_tx, dialog.tx))
-            self._change(dialog.call_id, "acknowledged", "in-progress")
+            self.change(dialog.call_id, "acknowledged", "in-progress")
             if dialog.rtp_timeout is not None and dialog.media is not None:
-                dialog.timers.append(self.timers.call_later(min(1.0, dialog.rtp_timeout), self._check_rtp, dialog))
+                first_check = min(1.0, dialog.rtp_timeout)
+                dialog.timers.append(self.timers.call_later(first_check, self.in_call.check_rtp, dialog))
             if dialog.hangup_after is not None:
                 dialog.timers.append(self.timers.call_later(dialog.hangup_after, self._mock_hangup, dialog))
             if dialog.transfer_after is not None:
-                dialog.timers.append(self.timers.call_later(dialog.transfer_after, self._send_refer, dialog))
+                dialog.timers.append(self.timers.call_later(dialog.transfer_after, self.in_call.send_refer, dialog))
 
     def _mock_hangup(self, dialog: Dialog) -> None:
         if dialog.state is not DialogState.CONFIRMED:
             return
         duration = round(time.time() - dialog.answered_at) if dialog.answered_at else 0
-        self._change(dialog.call_id, "mock-bye", "completed", duration=duration, end_call_reason="agent_ended_call")
+        self.change(dialog.call_id, "mock-bye", "completed", duration=duration, end_call_reason="agent_ended_call")
         self.send_bye(dialog, reason="plan hangup: the agent ended the call")
 
     def _on_bye(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
         sip_call_id = msg.get("call-id")
         dialog = self.dialogs.get((sip_call_id or "", msg.to_tag or "", msg.from_tag or ""))
         if dialog is None:
-            self._answer_non_invite(msg, data, peer, key, 481, "Call/Transaction Does Not Exist",
-                                    decision="BYE matched no dialog")
+            self.answer_non_invite(msg, data, peer, key, 481, "Call/Transaction Does Not Exist",
+                                   decision="BYE matched no dialog")
             return
-        self._answer_non_invite(msg, data, peer, key, 200, "OK", decision="bye", call_id=dialog.call_id)
+        self.answer_non_invite(msg, data, peer, key, 200, "OK", decision="bye", call_id=dialog.call_id)
         unanswered = dialog.tx.state is InviteState.PROCEEDING
         self._end_dialog(dialog)
         if unanswered:  # BYE before the answer: 200 to the BYE, then 487 to the INVITE
             self._final_non_2xx(dialog.tx, 487, "Request Terminated", [])
-            self._change(dialog.call_id, "bye", "canceled", end_call_reason="user_canceled")
+            self.change(dialog.call_id, "bye", "canceled", end_call_reason="user_canceled")
             return
         duration = round(time.time() - dialog.answered_at) if dialog.answered_at else 0
-        self._change(dialog.call_id, "bye", "completed", duration=duration, end_call_reason="human_ended_call")
-
-    def _on_info(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
-        """SIP INFO inside a call: DTMF by ``application/dtmf-relay`` (``Signal=5``) or ``application/dtmf``."""
-        dialog = self.dialogs.get((msg.get("call-id") or "", msg.to_tag or "", msg.from_tag or ""))
-        if dialog is None:
-            self._answer_non_invite(msg, data, peer, key, 481, "Call/Transaction Does Not Exist",
-                                    decision="INFO matched no dialog")
-            return
-        digit = dtmf_of_info(msg.get("content-type") or "", msg.body)
-        self._answer_non_invite(msg, data, peer, key, 200, "OK", call_id=dialog.call_id,
-                                decision=f"info: dtmf {digit}" if digit else "info")
-        if digit:
-            if dialog.media is not None:
-                dialog.media.note_info_digit(digit)
-            self._media_event(dialog, "dtmf", {"digit": digit, "via": "sip-info"})
+        self.change(dialog.call_id, "bye", "completed", duration=duration, end_call_reason="human_ended_call")
 
     def _end_dialog(self, dialog: Dialog) -> None:
         dialog.advance(DialogEvent.END)
         dialog.cancel_timers()
         self.dialogs.pop(dialog.key, None)
-        self._close_media(dialog)
+        self.in_call.close_media(dialog)
         SIP_LIVE_DIALOGS.set(len(self.dialogs))
-
-    # -- media ------------------------------------------------------------------------------
-    def _close_media(self, dialog: Dialog) -> None:
-        """End the call's RTP: its statistics go on the timeline, its recording into the call object."""
-        if dialog.media is None or self.media is None:
-            return
-        summary, fields = self.media.close(dialog.media, dialog.call_id)
-        dialog.media = None
-        self._change(dialog.call_id, "media", detail=summary, **fields)
-
-    def _media_event(self, dialog: Dialog, kind: str, detail: dict[str, Any]) -> None:
-        """Something the caller's media did: a DTMF digit (maybe the agent's cue to hang up)."""
-        self._change(dialog.call_id, kind, detail=detail)
-        if kind == "dtmf":
-            DTMF_DIGITS.labels(str(detail.get("via"))).inc()
-        if kind == "dtmf" and dialog.hangup_digit and detail.get("digit") == dialog.hangup_digit:
-            self._agent_hangs_up(dialog, f"hang-up digit {dialog.hangup_digit} pressed", "agent_ended_call")
-
-    def _agent_hangs_up(self, dialog: Dialog, why: str, end_call_reason: str) -> None:
-        if dialog.state is not DialogState.CONFIRMED:
-            return
-        duration = round(time.time() - dialog.answered_at) if dialog.answered_at else 0
-        self._change(dialog.call_id, "mock-bye", "completed", duration=duration, end_call_reason=end_call_reason,
-                     detail={"why": why})
-        self.send_bye(dialog, reason=why)
-
-    def _check_rtp(self, dialog: Dialog) -> None:
-        """Every second while confirmed: no caller RTP for ``rtp_timeout`` seconds ends the call."""
-        session = dialog.media
-        if dialog.state is not DialogState.CONFIRMED or session is None or dialog.rtp_timeout is None:
-            return
-        last = session.last_received or session.started
-        if time.monotonic() - last >= dialog.rtp_timeout:
-            self._agent_hangs_up(dialog, f"no RTP from the caller for {dialog.rtp_timeout:g} s", "timeout")
-            return
-        dialog.timers.append(self.timers.call_later(1.0, self._check_rtp, dialog))
 
     def _on_cancel(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
         tx = self.invites.get(self._tx_key(msg, "INVITE"))
         if tx is None:
-            self._answer_non_invite(msg, data, peer, key, 481, "Call/Transaction Does Not Exist",
-                                    decision="CANCEL matched no INVITE")
+            self.answer_non_invite(msg, data, peer, key, 481, "Call/Transaction Does Not Exist",
+                                   decision="CANCEL matched no INVITE")
             return
-        self._answer_non_invite(msg, data, peer, key, 200, "OK", decision="cancel", call_id=tx.call_id)
+        self.answer_non_invite(msg, data, peer, key, 200, "OK", decision="cancel", call_id=tx.call_id)
         if tx.state is not InviteState.PROCEEDING:
             return  # the INVITE already has its final answer
         if tx.dialog is not None:
             self._end_dialog(tx.dialog)
         self._final_non_2xx(tx, 487, "Request Terminated", [])
-        self._change(tx.call_id, "canceled", "canceled", end_call_reason="user_canceled")
+        self.change(tx.call_id, "canceled", "canceled", end_call_reason="user_canceled")
 
-    def _answer_non_invite(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey, code: int,
+    def answer_non_invite(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey, code: int,
                            reason: str, *, decision: str, call_id: str | None = None,
                            extra: list[tuple[str, str]] | None = None) -> None:
         self._record("in", peer, data, msg.first_line(), call_id=call_id, sip_call_id=msg.get("call-id"),
@@ -797,10 +694,10 @@ class SipEndpoint:
 
     def send_bye(self, dialog: Dialog, reason: str = "mock hangs up") -> None:
         """End a dialog from the mock's side (ACK timeout, or a scripted hang-up)."""
-        self._in_dialog_request(dialog, "BYE", [("Reason", f"SIP;text={quoted(reason)}")])
+        self.in_dialog_request(dialog, "BYE", [("Reason", f"SIP;text={quoted(reason)}")])
         self._end_dialog(dialog)
 
-    def _in_dialog_request(self, dialog: Dialog, method: str, extra: list[tuple[str, str]],
+    def in_dialog_request(self, dialog: Dialog, method: str, extra: list[tuple[str, str]],
                            on_final: Any = None) -> ClientTx:
         """Send a request of our own inside the dialog (BYE, REFER), retransmitted over UDP (Timers E, F)."""
         tx = dialog.tx
@@ -827,60 +724,6 @@ class SipEndpoint:
             ctx.timers.append(self.timers.call_later(self.t1, self._retransmit_request, ctx, self.t1))
         ctx.timers.append(self._expiry.call_later(self._end_client_tx, ctx, ClientEvent.TIMEOUT))
         return ctx
-
-    # -- transfer (REFER, RFC 3515) --------------------------------------------------------------
-    def _send_refer(self, dialog: Dialog) -> None:
-        """The agent transfers the caller: REFER with Refer-To and the configured X-headers."""
-        if dialog.state is not DialogState.CONFIRMED:
-            return
-        book = self.books.get()
-        model_id = self.store.call_parties(dialog.call_id)["model_id"] if dialog.call_id else None
-        agent = book.agent(model_id)
-        target = (agent.transfer_to if agent and agent.transfer_to else None) or self.config.transfer_to
-        wanted = {**self.config.transfer_headers, **(agent.transfer_headers if agent else {})}
-        request = dialog.tx.request
-        variables = {"<call_id>": dialog.call_id or "", **{f"{{{k}}}": v for k, v in x_headers(request).items()}}
-        headers = [(name, templates.render(value, variables)) for name, value in wanted.items()]
-        dialog.transfer = {"to": target, "state": "requested"}
-        self._change(dialog.call_id, "transfer-requested", detail={"to": target, "headers": dict(headers)})
-        self._in_dialog_request(dialog, "REFER", [
-            ("Contact", f"<sip:synthflow@{format_addr(dialog.tx.peer.local)}>"),
-            ("Refer-To", f"<{target}>"), ("Referred-By", f"<sip:synthflow@{format_addr(dialog.tx.peer.local)}>"),
-            *headers, ("Content-Length", "0")], on_final=functools.partial(self._refer_answered, dialog))
-
-    def _refer_answered(self, dialog: Dialog, msg: SipMessage) -> None:
-        code = msg.status or 0
-        if 200 <= code < 300:
-            if dialog.transfer is not None:
-                dialog.transfer["state"] = "accepted"
-            self._change(dialog.call_id, "transfer-accepted", detail={"code": code})
-            return
-        self._change(dialog.call_id, "transfer-refused", detail={"code": code, "reason": msg.reason})
-        self._agent_hangs_up(dialog, f"transfer refused: {code} {msg.reason}", "error")
-
-    def _on_notify(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
-        """The transferee reports on the REFER (``message/sipfrag``): a final 2xx completes the transfer."""
-        dialog = self.dialogs.get((msg.get("call-id") or "", msg.to_tag or "", msg.from_tag or ""))
-        if dialog is None or dialog.transfer is None:
-            self._answer_non_invite(msg, data, peer, key, 481, "Subscription Does Not Exist",
-                                    decision="NOTIFY matched no transfer")
-            return
-        frag = msg.body.decode("utf-8", "replace").strip().split("\r\n", 1)[0].split("\n", 1)[0]
-        parts = frag.split(" ", 2)
-        code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        self._answer_non_invite(msg, data, peer, key, 200, "OK", call_id=dialog.call_id,
-                                decision=f"notify: transfer {frag or '(no sipfrag)'}")
-        if code < 200:
-            return
-        if code < 300:
-            dialog.transfer["state"] = "done"
-            duration = round(time.time() - dialog.answered_at) if dialog.answered_at else 0
-            self._change(dialog.call_id, "transferred", "completed", duration=duration,
-                         end_call_reason="agent_ended_call", detail={"to": dialog.transfer["to"], "notify": frag})
-            self.send_bye(dialog, reason=f"transferred to {dialog.transfer['to']}")
-        else:
-            self._change(dialog.call_id, "transfer-failed", detail={"notify": frag})
-            self._agent_hangs_up(dialog, f"transfer failed: {frag}", "error")
 
     def _retransmit_request(self, ctx: ClientTx, interval: float) -> None:
         if ctx.state is not ClientState.TRYING:
