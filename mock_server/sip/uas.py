@@ -161,7 +161,7 @@ class SipEndpoint:
         self._record("in", peer, data, what, call_id=None, sip_call_id=None, decision=decision)
 
     def change(self, call_id: str | None, event: str, status: str | None = None, *,
-                detail: dict[str, Any] | None = None, **fields: Any) -> None:
+               detail: dict[str, Any] | None = None, **fields: Any) -> None:
         """A step in a call's life (the recorder's); a call that ends sends its post-call webhook."""
         if call_id is not None and (event in ("invite", "answered") or status in ENDED):
             fields.update(self.telephony.fields(call_id, event, status, detail))
@@ -666,8 +666,8 @@ class SipEndpoint:
         self.change(tx.call_id, "canceled", "canceled", end_call_reason="user_canceled")
 
     def answer_non_invite(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey, code: int,
-                           reason: str, *, decision: str, call_id: str | None = None,
-                           extra: list[tuple[str, str]] | None = None) -> None:
+                          reason: str, *, decision: str, call_id: str | None = None,
+                          extra: list[tuple[str, str]] | None = None) -> None:
         self._record("in", peer, data, msg.first_line(), call_id=call_id, sip_call_id=msg.get("call-id"),
                      decision=decision)
         sent = self._send_response(msg, peer, reply_address(msg, peer), code, reason,
@@ -698,7 +698,7 @@ class SipEndpoint:
         self._end_dialog(dialog)
 
     def in_dialog_request(self, dialog: Dialog, method: str, extra: list[tuple[str, str]],
-                           on_final: Any = None) -> ClientTx:
+                          on_final: Any = None) -> ClientTx:
         """Send a request of our own inside the dialog (BYE, REFER), retransmitted over UDP (Timers E, F)."""
         tx = dialog.tx
         req = tx.request
