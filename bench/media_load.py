@@ -24,28 +24,23 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
-from mock_server.media import rtp
-from mock_server.sip.message import parse_datagram, tag_of
-from mock_server.testing import children, free_udp_tcp_port
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+from sip_bench import find_pid, ticks  # noqa: E402
+from sip_flood import rss_mb  # noqa: E402
+
+from mock_server.media import rtp  # noqa: E402
+from mock_server.sip.message import parse_datagram, tag_of  # noqa: E402
+from mock_server.testing import children, free_udp_tcp_port  # noqa: E402
+from tests.sip_client import request as sip_request  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    return ticks(pid) / os.sysconf("SC_CLK_TCK")
 
 PAYLOAD = bytes([0xFF]) * 160
-
-
-def sip_request(method: str, port: int, local: int, call_id: str, *, xei: str = "", to_tag: str | None = None,
-                cseq: int = 1, branch: str | None = None, body: str = "") -> bytes:
-    branch = branch or "z9hG4bK" + os.urandom(6).hex()
-    lines = [f"{method} sip:+15551234567@127.0.0.1:{port} SIP/2.0",
-             f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport",
-             "From: <sip:+15075785607@127.0.0.1>;tag=bench", "To: <sip:+15551234567@127.0.0.1>" +
-             (f";tag={to_tag}" if to_tag else ""), f"Call-ID: {call_id}", f"CSeq: {cseq} {method}",
-             f"Contact: <sip:bench@127.0.0.1:{local}>", "Max-Forwards: 70"]
-    if xei:
-        lines.append(f"X-EI: {xei}")
-    if body:
-        lines.append("Content-Type: application/sdp")
-    lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
 
 
 class Call:
@@ -92,13 +87,13 @@ class Call:
         offer = (f"v=0\r\no=b 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
                  f"m=audio {media} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
         sip_call_id = f"bench-{self.id}"
-        self.sip.sendto(sip_request("INVITE", self.sip_port, local, sip_call_id, xei=f"S.{self.id};", body=offer),
-                        ("127.0.0.1", self.sip_port))
+        invite = sip_request("INVITE", self.sip_port, local, call_id=sip_call_id, xei=f"S.{self.id};", body=offer)
+        self.sip.sendto(invite, ("127.0.0.1", self.sip_port))
         ok = await asyncio.wait_for(self.answer, 10)
         port = int(next(x for x in ok.body.decode().splitlines() if x.startswith("m=audio")).split()[1])
         self.mock_media = ("127.0.0.1", port)
         to_tag = tag_of(ok.get("to"))
-        self.sip.sendto(sip_request("ACK", self.sip_port, local, sip_call_id, to_tag=to_tag),
+        self.sip.sendto(sip_request("ACK", self.sip_port, local, call_id=sip_call_id, to_tag=to_tag),
                         ("127.0.0.1", self.sip_port))
         ssrc = int.from_bytes(os.urandom(4), "big")
         start = self.loop.time()
@@ -108,7 +103,7 @@ class Call:
             self.seq, self.ts, self.sent = self.seq + 1, self.ts + 160, self.sent + 1
             n += 1
             await asyncio.sleep(max(0.0, start + n * 0.02 - self.loop.time()))
-        self.sip.sendto(sip_request("BYE", self.sip_port, local, sip_call_id, to_tag=to_tag, cseq=2),
+        self.sip.sendto(sip_request("BYE", self.sip_port, local, call_id=sip_call_id, to_tag=to_tag, cseq=2),
                         ("127.0.0.1", self.sip_port))
         await asyncio.wait_for(self.bye_ok, 10)
 
@@ -117,22 +112,6 @@ class Call:
         self.loop.remove_reader(self.rtp.fileno())
         self.sip.close()
         self.rtp.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-
-
-def cmdline(pid: int) -> str:
-    with open(f"/proc/{pid}/cmdline") as f:
-        return f.read()
 
 
 def start(args: list[str]) -> tuple[subprocess.Popen, str, int, int]:
@@ -148,7 +127,8 @@ def start(args: list[str]) -> tuple[subprocess.Popen, str, int, int]:
         except OSError:
             time.sleep(0.1)
     time.sleep(0.5)
-    sip_pid = next(p for p in children(server.pid) if "mock_server.sip.runner" in cmdline(p))
+    sip_pid = find_pid("mock_server.sip.runner")
+    assert sip_pid is not None and sip_pid in children(server.pid)
     return server, url, sip_port, sip_pid
 
 
@@ -205,14 +185,14 @@ async def held_part(calls: int) -> None:
     server, url, sip_port, sip_pid = start(["--media", "off", "--calls-limit", "100000"])
     try:
         ids = bulk(url, calls)
-        rss0, cpu0 = rss_mb(sip_pid), cpu_seconds(sip_pid)
+        rss0, cpu0 = rss_mb([sip_pid]), cpu_seconds(sip_pid)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(5)
         local = sock.getsockname()[1]
         answered = {}
         for n, call_id in enumerate(ids):
-            invite = sip_request("INVITE", sip_port, local, f"held-{n}", xei=f"S.{call_id};")
+            invite = sip_request("INVITE", sip_port, local, call_id=f"held-{n}", xei=f"S.{call_id};")
             sock.sendto(invite, ("127.0.0.1", sip_port))
             if n % 50 == 49:
                 time.sleep(0.02)
@@ -220,15 +200,17 @@ async def held_part(calls: int) -> None:
         while len(answered) < calls and time.monotonic() < deadline:
             msg = parse_datagram(sock.recv(65535))
             if msg.status == 200 and (msg.get("cseq") or "").endswith("INVITE"):
-                answered[msg.get("call-id")] = tag_of(msg.get("to"))
-                sock.sendto(sip_request("ACK", sip_port, local, msg.get("call-id") or "", to_tag=tag_of(msg.get("to"))),
-                            ("127.0.0.1", sip_port))
+                held = msg.get("call-id") or ""
+                answered[held] = tag_of(msg.get("to"))
+                ack = sip_request("ACK", sip_port, local, call_id=held, to_tag=answered[held])
+                sock.sendto(ack, ("127.0.0.1", sip_port))
         time.sleep(2)
         print(f"held: {len(answered)} of {calls} calls answered and held without media: SIP process RSS "
-              f"{rss0:.0f} -> {rss_mb(sip_pid):.0f} MB, "
+              f"{rss0:.0f} -> {rss_mb([sip_pid]):.0f} MB, "
               f"CPU {1e3 * (cpu_seconds(sip_pid) - cpu0) / calls:.2f} ms per call")
         for call_id, tag in answered.items():
-            sock.sendto(sip_request("BYE", sip_port, local, call_id, to_tag=tag, cseq=2), ("127.0.0.1", sip_port))
+            bye = sip_request("BYE", sip_port, local, call_id=call_id, to_tag=tag, cseq=2)
+            sock.sendto(bye, ("127.0.0.1", sip_port))
         sock.close()
     finally:
         server.terminate()

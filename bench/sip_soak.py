@@ -21,16 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sip_bench import BODY, SCENARIO, find_pid, post
+from sip_flood import rss_mb
 
 from mock_server.testing import children, free_udp_tcp_port
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-    except (OSError, StopIteration):
-        return 0.0
 
 
 def main() -> int:
@@ -69,10 +62,10 @@ def main() -> int:
         def sample() -> None:
             start = time.monotonic()
             while not stop.wait(10):
-                samples.append((time.monotonic() - start, sum(rss_mb(p) for p in pids)))
+                samples.append((time.monotonic() - start, rss_mb(pids)))
                 print(f"  {samples[-1][0]:5.0f} s  SIP + writer RSS {samples[-1][1]:6.1f} MB", flush=True)
 
-        base = sum(rss_mb(p) for p in pids)
+        base = rss_mb(pids)
         print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {args.rate} calls/s for {args.secs} s, media {args.media}; "
               f"SIP + writer RSS at rest {base:.1f} MB", flush=True)
         thread = threading.Thread(target=sample, daemon=True)
