@@ -321,7 +321,7 @@ class Store:
                                  [(e.call_id, e.time, e.event, e.status, json.dumps(e.detail) if e.detail else None,
                                    json.dumps(e.fields) if e.fields else None) for e in events])
                 ended = [e.call_id for e in events if e.status in ENDED]
-                if ended:
+                if ended and limits.any_live(conn):  # no limits configured: no slot to give back, no deletes
                     limits.release(conn, ended)
             if entries:
                 self._append_journal_many(conn, entries)

@@ -67,11 +67,16 @@ def write_wav(path: str | Path, samples: array.array) -> None:
     data = array.array("h", samples)
     if sys.byteorder == "big":
         data.byteswap()
+    write_pcm16(path, data.tobytes())
+
+
+def write_pcm16(path: str | Path, pcm: bytes) -> None:
+    """8 kHz mono little-endian 16-bit PCM as a WAV file."""
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(RATE)
-        wav.writeframes(data.tobytes())
+        wav.writeframes(pcm)
 
 
 def rms(samples: array.array) -> float:

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import tempfile
-import wave
 from typing import Any
 
 from mock_server import metrics
@@ -63,35 +62,27 @@ class Media:
         metrics.RTP_LOST.inc(session.stats.lost)
         self.ports.release(session.port)
         fields: dict[str, Any] = {}
-        if call_id and session.capture and RECORDING_NAME.match(f"{call_id}.wav"):
-            try:
+        if not call_id or not RECORDING_NAME.match(f"{call_id}.wav"):
+            return summary, fields  # a direct dial has no call to file its media under
+        try:
+            if session.capture or session.recording:
                 self._ensure_dir()
+            if session.capture:
                 with open(os.path.join(self.dir, f"{call_id}.rtp.pcap"), "wb") as f:
                     f.write(pcap.write(session.capture))
-            except OSError as exc:
-                summary["capture_error"] = f"{type(exc).__name__}: {exc}"
-        if call_id and session.recording and RECORDING_NAME.match(f"{call_id}.wav"):
-            try:
-                self._write(call_id, session)
+            if session.recording:
+                pcm = g711.decode_to_pcm16le(bytes(session.recording), session.payload_type)
+                audio.write_pcm16(os.path.join(self.dir, f"{call_id}.wav"), pcm)
                 fields = {"recording_url": f"/_mock/recordings/{call_id}.wav",
                           "recording_duration": round(len(session.recording) / audio.RATE, 2)}
-            except OSError as exc:
-                summary["recording_error"] = f"{type(exc).__name__}: {exc}"
+        except OSError as exc:
+            summary["media_files_error"] = f"{type(exc).__name__}: {exc}"
         return summary, fields
 
     def _ensure_dir(self) -> None:
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir, exist_ok=True)
             self._made_dir = self.config.store_path == ":memory:" and not self.config.media_dir
-
-    def _write(self, call_id: str, session: MediaSession) -> None:
-        self._ensure_dir()
-        pcm = g711.decode_to_pcm16le(bytes(session.recording), session.payload_type)
-        with wave.open(os.path.join(self.dir, f"{call_id}.wav"), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(audio.RATE)
-            wav.writeframes(pcm)
 
     def shutdown(self) -> None:
         self.pacer.close()

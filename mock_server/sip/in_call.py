@@ -76,9 +76,10 @@ class InCall:
         """Something the caller's media did: a DTMF digit (maybe the agent's cue to hang up)."""
         ep = self.endpoint
         ep.change(dialog.call_id, kind, detail=detail)
-        if kind == "dtmf":
-            DTMF_DIGITS.labels(str(detail.get("via"))).inc()
-        if kind == "dtmf" and dialog.hangup_digit and detail.get("digit") == dialog.hangup_digit:
+        if kind != "dtmf":
+            return
+        DTMF_DIGITS.labels(str(detail.get("via"))).inc()
+        if dialog.hangup_digit and detail.get("digit") == dialog.hangup_digit:
             self.agent_hangs_up(dialog, f"hang-up digit {dialog.hangup_digit} pressed", "agent_ended_call")
 
     def agent_hangs_up(self, dialog: Dialog, why: str, end_call_reason: str) -> None:
