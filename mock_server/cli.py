@@ -268,6 +268,7 @@ def _agent_audio(path: str | None) -> str | None:
 
 def _config_from(args: argparse.Namespace) -> MockConfig:
     """Every ``serve`` flag whose destination is a :class:`MockConfig` field, plus the few that need parsing."""
+    rtp_ports = _rtp_ports(args.rtp_ports)
     values = vars(args) | {
         "scenarios": tuple(_scenarios(getattr(args, "scenarios", []))),
         "admin_token": _admin_token(args),
@@ -280,8 +281,8 @@ def _config_from(args: argparse.Namespace) -> MockConfig:
         "transfer_headers": _transfer_headers(args.transfer_headers),
         "sip_workers": _at_least_one(args.sip_workers, "--sip-workers"),
         "media": args.media == "on",
-        "rtp_port_min": _rtp_ports(args.rtp_ports)[0],
-        "rtp_port_max": _rtp_ports(args.rtp_ports)[1],
+        "rtp_port_min": rtp_ports[0],
+        "rtp_port_max": rtp_ports[1],
         "agent_audio": _agent_audio(args.agent_audio),
     }
     return config_from_values(values)

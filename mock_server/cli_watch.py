@@ -90,13 +90,9 @@ def _tail(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"kind": args.kind, "limit": 1000}
     if args.call_id:
         params["call_id"] = args.call_id
+    if not args.from_start:  # from now on: the journal filters by time, nothing old is fetched
+        params["since"] = time.time()
     after = 0
-    if not args.from_start:  # start from now: find the newest seq
-        newest = requests.get(f"{args.mock_url}/_mock/journal", params={**params, "limit": 100_000},
-                              headers=_headers(args), timeout=10)
-        newest.raise_for_status()
-        entries = newest.json()["entries"]
-        after = entries[-1]["seq"] if entries else 0
     while True:
         resp = requests.get(f"{args.mock_url}/_mock/journal", params={**params, "after": after},
                             headers=_headers(args), timeout=10)

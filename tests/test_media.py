@@ -17,6 +17,7 @@ import pytest
 from mock_server.core.exchange import Request
 from mock_server.media import audio, g711, rtp
 from tests.contract import assert_matches
+from tests.data import write_stereo_tone
 from tests.sip_client import UdpClient, request
 from tests.trunk import Trunk
 
@@ -385,15 +386,7 @@ def test_a_cancelled_call_matches_the_contract_with_its_end_reason(trunk):
 
 def test_agent_audio_of_another_rate_is_converted_and_spoken(trunk, tmp_path):
     path = tmp_path / "agent16k.wav"
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(2)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        frames = array.array("h")
-        for i in range(16000 * 2):
-            sample = int(12000 * math.sin(2 * math.pi * 1000 * i / 16000))
-            frames.extend((sample, sample))
-        wav.writeframes(frames.tobytes())
+    write_stereo_tone(path, rate=16000, hz=1000, amplitude=12000, seconds=2)
     t = trunk(agent_audio=str(path))
     caller = Caller(t, t.prepare())
     try:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mock_server.media import audio, g711, rtp
+from tests.data import write_stereo_tone
 
 
 @pytest.mark.parametrize("pt", [0, 8])
@@ -67,19 +68,8 @@ def test_receiver_stats_count_loss_and_jitter():
 
 
 def test_wav_of_any_common_rate_converts_to_8khz_mono(tmp_path):
-    import math
-    import wave
-
     path = tmp_path / "stereo48k.wav"
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(2)
-        wav.setsampwidth(2)
-        wav.setframerate(48000)
-        frames = array.array("h")
-        for i in range(48000):
-            s = int(10000 * math.sin(2 * math.pi * 440 * i / 48000))
-            frames.extend((s, s))
-        wav.writeframes(frames.tobytes())
+    write_stereo_tone(path, rate=48000, hz=440, amplitude=10000, seconds=1)
     samples = audio.read_wav(path)
     assert len(samples) == 8000 and 6000 < audio.rms(samples) < 8000
     with pytest.raises(audio.AudioError):
