@@ -19,7 +19,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,12 +27,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from sip_bench import find_pid, ticks  # noqa: E402
+from sip_bench import find_pid, post, ticks  # noqa: E402
 from sip_flood import rss_mb  # noqa: E402
 
 from mock_server.media import rtp  # noqa: E402
 from mock_server.sip.message import parse_datagram, tag_of  # noqa: E402
-from mock_server.testing import children, free_udp_tcp_port  # noqa: E402
+from mock_server.testing import LiveServer, children, start_server  # noqa: E402
 from tests.sip_client import request as sip_request  # noqa: E402
 
 
@@ -114,29 +113,17 @@ class Call:
         self.rtp.close()
 
 
-def start(args: list[str]) -> tuple[subprocess.Popen, str, int, int]:
-    http_port, sip_port = free_udp_tcp_port(), free_udp_tcp_port()
-    server = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--http-port", str(http_port),
-                               "--sip-port", str(sip_port), "--quiet", *args], start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{http_port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(f"{url}/_mock/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    time.sleep(0.5)
+def start(args: list[str]) -> tuple[LiveServer, str, int, int]:
+    """The mock as the tests start it (ready once HTTP and SIP answer), and its SIP process id."""
+    server = start_server("--quiet", *args)
     sip_pid = find_pid("mock_server.sip.runner")
-    assert sip_pid is not None and sip_pid in children(server.pid)
-    return server, url, sip_port, sip_pid
+    assert sip_pid is not None and sip_pid in children(server.process.pid)
+    return server, server.url, server.sip_port, sip_pid
 
 
 def bulk(url: str, count: int) -> list[str]:
-    body = json.dumps({"count": count, "body": {"from_number": "+15075785607", "to_number": "+15551234567",
-                                                "model_id": "bench"}}).encode()
-    req = urllib.request.Request(f"{url}/_mock/prepare_bulk", body, {"Content-Type": "application/json"})
-    return json.loads(urllib.request.urlopen(req, timeout=30).read())["call_ids"]
+    return post(f"{url}/_mock/prepare_bulk", {"count": count, "body": {
+        "from_number": "+15075785607", "to_number": "+15551234567", "model_id": "bench"}})["call_ids"]
 
 
 async def media_part(calls: int, seconds: float) -> None:
@@ -177,8 +164,7 @@ async def media_part(calls: int, seconds: float) -> None:
         print(f"  SIP process CPU: {cpu:.2f} s = {100 * cpu / wall:.1f} % of a core; "
               f"{1e3 * cpu / calls:.1f} ms per call, {1e6 * cpu / max(1, packets):.1f} us per RTP packet in or out")
     finally:
-        server.terminate()
-        server.wait(10)
+        server.close()
 
 
 async def held_part(calls: int) -> None:
@@ -213,8 +199,7 @@ async def held_part(calls: int) -> None:
             sock.sendto(bye, ("127.0.0.1", sip_port))
         sock.close()
     finally:
-        server.terminate()
-        server.wait(10)
+        server.close()
 
 
 def main() -> None:

@@ -16,14 +16,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sip_bench import BODY, SCENARIO, find_pid, post
 from sip_flood import rss_mb
 
-from mock_server.testing import children, free_udp_tcp_port
+from mock_server.testing import children, free_udp_tcp_port, start_server
 
 
 def main() -> int:
@@ -32,21 +31,10 @@ def main() -> int:
     parser.add_argument("--secs", type=int, default=180)
     parser.add_argument("--media", choices=["on", "off"], default="off")
     args = parser.parse_args()
-    http_port, sip_port = free_udp_tcp_port(), free_udp_tcp_port()
-    server = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--http-port", str(http_port),
-                               "--sip-port", str(sip_port), "--quiet", "--media", args.media,
-                               "--calls-limit", "1000000"], start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    http = f"http://127.0.0.1:{http_port}"
+    server = start_server("--quiet", "--media", args.media, "--calls-limit", "1000000")
+    http, sip_port = server.url, server.sip_port
     work = Path(tempfile.mkdtemp(prefix="sip-soak-"))
     try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{http}/_mock/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(1)
         sip_pid = find_pid("mock_server.sip.runner")
         assert sip_pid is not None
         total = args.rate * args.secs
@@ -88,8 +76,7 @@ def main() -> int:
               f"{end - minute:+.1f} MB after the first minute")
         return 0
     finally:
-        server.terminate()
-        server.wait(10)
+        server.close()
 
 
 if __name__ == "__main__":
