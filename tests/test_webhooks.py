@@ -101,8 +101,10 @@ def test_agent_hangup_sends_a_signed_post_call_webhook_that_matches_its_contract
         call_obj = trunk.call(call_id)
         assert_matches("call.schema.json", call_obj)
         assert call_obj["timeline"][-1]["event"] == "webhook_delivered"
-        ladder = trunk.ladder(call_id)
-        assert ladder[-1].startswith("out POST http://127.0.0.1:"), ladder
+        ladder = trunk.backend.handle(Request("GET", f"/_mock/calls/{call_id}/ladder", {})).body["steps"]
+        webhook = [(s["source"], s["target"], s["label"]) for s in ladder if s["kind"] == "webhook"]
+        assert webhook == [("api", "webhooks", "POST /post-call (post_call #1)"),
+                           ("webhooks", "api", webhook[1][2])] and webhook[1][2].startswith("200 in "), ladder
     finally:
         trunk.stop()
 

@@ -46,10 +46,9 @@ def list_calls(backend: Backend, request: Request) -> Result:
 
 def sip_ladder(backend: Backend, request: Request, call_id: str) -> Result:
     """One call's SIP messages in order: the ladder Synthflow's console draws."""
-    entries = backend.store.journal(call_id=call_id, kinds=("sip", "webhook"), limit=10_000)
+    entries = backend.store.journal(call_id=call_id, kinds=("sip",), limit=10_000)
     ladder = [{k: e.get(k) for k in ("seq", "time", "direction", "transport", "local", "remote", "first_line",
-                                     "sip_call_id", "decision", "reason", "raw")} if e["kind"] == "sip" else
-              _webhook_step(e) for e in entries]
+                                     "sip_call_id", "decision", "reason", "raw")} for e in entries]
     call = backend.store.get_call(call_id)
     body = {"call_id": call_id, "call_status": call["call_status"] if call else None, "messages": ladder}
     return Result(Response(200 if call or ladder else 404, body))
@@ -117,17 +116,6 @@ def ui(backend: Backend, request: Request) -> Result:
 
 def ui_redirect(backend: Backend, request: Request) -> Result:
     return Result(Response(302, b"", {"Location": "/_mock/ui", "Content-Type": "text/plain"}))
-
-
-def _webhook_step(entry: dict) -> dict:
-    """A webhook attempt as a ladder row: an HTTP request from the mock to the integrator."""
-    answer = f"{entry.get('status')}" if entry.get("status") is not None else entry.get("error")
-    return {"seq": entry.get("seq"), "time": entry.get("time"), "direction": "out", "transport": "HTTP",
-            "local": None, "remote": entry.get("url"),
-            "first_line": f"{entry.get('method')} {entry.get('url')} ({entry.get('event')} #{entry.get('attempt')})",
-            "sip_call_id": None,
-            "decision": f"webhook {entry.get('outcome')}: {answer} in {entry.get('latency_ms')} ms",
-            "reason": entry.get("error"), "raw": entry.get("body"), "kind": "webhook"}
 
 
 def agents(backend: Backend, request: Request) -> Result:
