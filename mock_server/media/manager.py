@@ -37,8 +37,9 @@ class Media:
         if config.sip_workers > 1:  # shards share the range: each starts its round-robin in its own part
             self.ports.skip_to(config.sip_shard * self.ports.size // config.sip_workers)
         self.pacer = Pacer(loop)
-        samples = audio.read_wav(config.agent_audio) if config.agent_audio else audio.greeting()
-        self.greeting = {pt: g711.encode(samples, pt) for pt in (0, 8)}
+        self._samples = audio.read_wav(config.agent_audio) if config.agent_audio else audio.greeting()
+        self._greeting: dict[int, bytes] = {}
+        """The greeting encoded per payload type, on the first call that needs it (not at start-up)."""
         self.dir = recordings_dir(config)
         self._made_dir = False
 
@@ -47,7 +48,13 @@ class Media:
         sock, port = self.ports.open(host)
         remote = (offer.address, offer.port) if offer.address and offer.port else None
         return MediaSession(self.loop, sock, port, payload_type=offer.payload_type, event_type=offer.event_type,
-                            remote=remote, plan=plan, greeting=self.greeting[offer.payload_type], on_event=on_event)
+                            remote=remote, plan=plan, greeting=self._encoded(offer.payload_type), on_event=on_event)
+
+    def _encoded(self, payload_type: int) -> bytes:
+        found = self._greeting.get(payload_type)
+        if found is None:
+            found = self._greeting[payload_type] = g711.encode(self._samples, payload_type)
+        return found
 
     def start(self, session: MediaSession) -> None:
         session.start()
