@@ -1,4 +1,5 @@
-"""Helpers for test suites: free ports, and ``synthflow-mock serve`` as a real subprocess.
+"""Helpers for test suites: free ports, ``synthflow-mock serve`` as a real subprocess, and a real
+``redis-server`` for instances that share a Redis store.
 
 The pytest plugin (``mock_server.pytest_plugin``) builds its live-server fixture on these.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -198,3 +200,37 @@ def serve_app(app_or_url: Any) -> Iterator[str]:
     finally:
         wsgi.shutdown()
         wsgi.server_close()
+
+
+@contextlib.contextmanager
+def redis_server(binary: str = "redis-server", password: str | None = None) -> Iterator[str]:
+    """Start ``redis-server`` on 127.0.0.1 and a free port, with no persistence; yield its URL
+    (``redis://127.0.0.1:PORT/0``) and stop it afterwards. Several mocks started with ``--store URL``
+    act as one."""
+    import redis
+
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="synthflow-mock-redis-")
+    log_path = os.path.join(workdir, "redis.log")
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", workdir, "--logfile", log_path]
+    if password:
+        args += ["--requirepass", password]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://{':' + password + '@' if password else ''}127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url, socket_timeout=0.5).ping()
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    with open(log_path, errors="replace") as f:
+                        raise RuntimeError(f"redis-server did not start: {f.read()}") from None
+                time.sleep(0.02)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -22,3 +22,20 @@ def make_client():
 @pytest.fixture
 def client(make_client):
     return make_client()[0]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """One redis-server for the session; each test takes its own key prefix (``redis_store_url``)."""
+    from tests.redis_server import running_redis
+
+    with running_redis() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_store_url(redis_url, request):
+    """A Redis store URL with keys of this test's own."""
+    import os
+
+    return f"{redis_url}?prefix=t-{os.urandom(6).hex()}"

@@ -1,4 +1,5 @@
-"""The SQLite store alone: bounds that evict and count, reopening after fork, scenarios consumed once."""
+"""The stores alone (SQLite in memory and in a file, Redis): bounds that evict and count, reopening after fork,
+scenarios consumed once, limit slots. Every test here runs against each store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from mock_server.core import calls
 from mock_server.core.calls import CallEvent
 from mock_server.core.exchange import Write
-from mock_server.core.store import Store
+from mock_server.core.store import Store, open_store
 from tests.data import VALID_BODY
 
 
@@ -22,10 +23,13 @@ def entry(n: int) -> dict:
     return {"time": time.time(), "kind": "http", "path": f"/p/{n}"}
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "redis"])
 def store(request, tmp_path):
-    path = ":memory:" if request.param == "memory" else str(tmp_path / "state.sqlite3")
-    s = Store(path, journal_limit=5, calls_limit=3)
+    if request.param == "redis":
+        path = request.getfixturevalue("redis_store_url")
+    else:
+        path = ":memory:" if request.param == "memory" else str(tmp_path / "state.sqlite3")
+    s = open_store(path, journal_limit=5, calls_limit=3)
     yield s
     s.close()
 
@@ -112,3 +116,63 @@ def test_a_forked_child_reopens_the_file_and_its_writes_are_seen(tmp_path):
 def test_a_bad_path_fails_at_start_up():
     with pytest.raises(OSError, match="nonexistent-dir"):
         Store("/nonexistent-dir/x/state.sqlite3")
+
+
+def test_journal_filters_by_call_kind_path_time_and_seq_and_sip_rows_read_back_whole(store):
+    from mock_server.core.store import sip_journal_row
+
+    t0 = time.time()
+    store.write([Write({**entry(1), "call_id": "call-1"}, new_call(1))])
+    store.apply([sip_journal_row(t0 + 1, "call-1", "INVITE sip:x SIP/2.0\r\nX-EI: S.call-1;\r\n\r\n", "in", "udp",
+                                 "127.0.0.1:5060", "127.0.0.1:9", "INVITE sip:x SIP/2.0", "sip-1", "answer", "ok",
+                                 {"shard": 0})], [])
+    store.record({**entry(2), "time": t0 + 2})
+    sip = store.journal(call_id="call-1", kinds=("sip",))
+    assert len(sip) == 1 and sip[0]["raw"].startswith("INVITE") and sip[0]["shard"] == 0
+    assert sip[0]["raw_bytes"] == len(sip[0]["raw"]) and sip[0]["first_line"] == "INVITE sip:x SIP/2.0"
+    assert [e["path"] for e in store.journal(path="/p/2")] == ["/p/2"]
+    assert [e["kind"] for e in store.journal(since=t0 + 0.5)] == ["sip", "http"]
+    first = store.journal()[0]["seq"]
+    assert [e["seq"] for e in store.journal(after_seq=first)] == [first + 1, first + 2]
+    assert [e["kind"] for e in store.journal(call_id="call-1")] == ["http", "sip"]
+
+
+def test_evicted_journal_entries_leave_their_calls_index(store):
+    for n in range(8):
+        store.record({**entry(n), "call_id": "call-x" if n % 2 else None})
+    assert [e["path"] for e in store.journal(call_id="call-x")] == ["/p/3", "/p/5", "/p/7"]
+
+
+def test_list_calls_filters_by_status_and_pages_newest_first(store):
+    store.write([Write(entry(n), new_call(n)) for n in range(3)])
+    store.apply([], [CallEvent("call-0", 1, "bye", "completed"), CallEvent("call-2", 1, "bye", "completed")])
+    found, total = store.list_calls(status="completed", limit=1, offset=1)
+    assert total == 2 and [c["synthflow_call_id"] for c in found] == ["call-0"]
+    assert [c["synthflow_call_id"] for c in store.list_calls(limit=2)[0]] == ["call-2", "call-1"]
+
+
+def test_limit_slots_are_taken_once_refused_beyond_and_released_when_calls_end(store):
+    from mock_server.agents.book import LimitKey
+
+    keys = [LimitKey("agent:m", 2, None)]
+    assert store.reserve_limits(keys, "a", hold_s=None, count_attempt=False) is None
+    assert store.reserve_limits(keys, "a", hold_s=None, count_attempt=False) is None  # held already: kept
+    assert store.reserve_limits(keys, "b", hold_s=None, count_attempt=False) is None
+    refusal = store.reserve_limits(keys, "c", hold_s=None, count_attempt=False)
+    assert (refusal.key, refusal.kind, refusal.counted) == ("agent:m", "concurrency", 2)
+    assert store.live_counts() == {"agent:m": 2}
+    store.apply([], [CallEvent("a", 1, "bye", "completed")])
+    assert store.reserve_limits(keys, "c", hold_s=None, count_attempt=False) is None
+    now = time.time()
+    held = store.reserve_limits([LimitKey("ws:w", 1, None)], "d", hold_s=0.5, count_attempt=False, now=now)
+    assert held is None and store.reserve_limits([LimitKey("ws:w", 1, None)], "e", hold_s=0.5, count_attempt=False,
+                                                 now=now + 1) is None  # d's hold ran out waiting for its INVITE
+
+
+def test_caps_count_attempts_in_a_sliding_window(store):
+    from mock_server.agents.book import LimitKey
+
+    keys = [LimitKey("agent:c", None, 2.0)]
+    assert [store.reserve_limits(keys, f"x{n}", hold_s=60, count_attempt=True, now=100.0 + n / 10) is None
+            for n in range(3)] == [True, True, False]
+    assert store.reserve_limits(keys, "x9", hold_s=60, count_attempt=True, now=101.15) is None

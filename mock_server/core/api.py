@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from mock_server.agents import limits
 from mock_server.core import calls, checks, contracts, jsonio, outcomes
 from mock_server.core.errors import ApiError
 from mock_server.core.exchange import Request, Response, Result
@@ -54,8 +53,7 @@ def _take_limit_slots(backend: Backend, body: dict, call_id: str, reason: str | 
     keys = book.limits_for(body["model_id"], body.get("workspace_id"))
     if not keys:
         return
-    with backend.store.exclusive() as conn:
-        refusal = limits.reserve(conn, keys, call_id, hold_s=backend.config.limit_hold_s, count_attempt=True)
+    refusal = backend.store.reserve_limits(keys, call_id, hold_s=backend.config.limit_hold_s, count_attempt=True)
     if refusal is not None:
         raise ApiError(429, "rate_limited", refusal.message(), headers={"Retry-After": str(refusal.retry_after)},
                        field="model_id" if refusal.key.startswith("agent:") else "workspace_id",

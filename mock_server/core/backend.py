@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from typing import Any
 
@@ -27,7 +26,7 @@ from mock_server.core.exchange import Request, Response, Result, Write
 from mock_server.core.health import Health
 from mock_server.core.journal import http_entry
 from mock_server.core.routes import Route, url_map
-from mock_server.core.store import Store
+from mock_server.core.store import Store, store_errors
 
 log = logging.getLogger("synthflow_mock")
 
@@ -46,6 +45,7 @@ class Backend:
         self.health = Health(f"the HTTP side (pid {os.getpid()})")
         self.books = BookCache(self.store)
         """The agents document (webhooks, pre-call actions, limits), re-read when it changes."""
+        self._store_errors = store_errors()
         self._validators: dict[str, Any] = {}
         self._policy_version = -1
         self._policy_cache: dict[str, Any] | None = None
@@ -85,7 +85,7 @@ class Backend:
             result = Result(Response(exc.status, exc.body(request_id), dict(exc.headers), exc.delay_s),
                             exc.outcome, exc.reason)
             error = exc.category
-        except sqlite3.Error as exc:  # the store refused (a full disk, a locked file): honest, not a bug
+        except self._store_errors as exc:  # the store refused (a full disk, a locked file): honest, not a bug
             self.health.failed(exc, refused=1)
             err = ApiError(503, "service_unavailable", f"The mock's store refused this request "
                            f"({type(exc).__name__}: {exc}); GET /_mock/health says more", headers={"Retry-After": "1"})

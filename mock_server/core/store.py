@@ -35,10 +35,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from mock_server.agents import limits
+from mock_server.agents.book import LimitKey
 from mock_server.core import jsonio
 from mock_server.core.calls import ENDED, CallEvent, apply_events
 from mock_server.core.counters import SharedCounters
 from mock_server.core.exchange import Write
+from mock_server.redis_store.urls import is_redis_url
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -116,10 +118,11 @@ class Store:
     """
 
     @classmethod
-    def for_config(cls, config: Any) -> Store:
-        """The store a :class:`~mock_server.core.config.MockConfig` describes."""
-        return cls(config.store_path, journal_limit=config.journal_limit, calls_limit=config.calls_limit,
-                   journal_max_bytes=config.journal_max_bytes, calls_max_bytes=config.calls_max_bytes)
+    def for_config(cls, config: Any) -> Any:
+        """The store a :class:`~mock_server.core.config.MockConfig` describes: this one, or the Redis store
+        for a ``redis://`` URL (same interface)."""
+        return open_store(config.store_path, journal_limit=config.journal_limit, calls_limit=config.calls_limit,
+                          journal_max_bytes=config.journal_max_bytes, calls_max_bytes=config.calls_max_bytes)
 
     def __init__(self, path: str = ":memory:", *, journal_limit: int = 10_000, calls_limit: int = 100_000,
                  journal_max_bytes: int = 256 * 2**20, calls_max_bytes: int = 256 * 2**20) -> None:
@@ -423,6 +426,13 @@ class Store:
         if self._put_setting("agents", document, only_if_unset):
             self.shared.bump_version()
 
+    def reserve_limits(self, keys: list[LimitKey], call_id: str, *, hold_s: float | None,
+                       count_attempt: bool, now: float | None = None) -> limits.Refusal | None:
+        """Take a slot under each limit for the call, or say which refused (``limits.reserve``, under the
+        cross-process lock so two workers never both take the last slot)."""
+        with self._transaction() as conn:
+            return limits.reserve(conn, keys, call_id, hold_s=hold_s, count_attempt=count_attempt, now=now)
+
     def live_counts(self) -> dict[str, int]:
         """Live calls per limit key (``agent:<model_id>``, ``workspace:<id>``)."""
         with self._lock:
@@ -532,6 +542,28 @@ class Store:
         counts["journal_size"] = self._read("SELECT COUNT(*) FROM journal")[0][0]
         counts["calls"] = self._read("SELECT COUNT(*) FROM calls")[0][0]
         return counts
+
+
+def open_store(path: str, **bounds: int) -> Any:
+    """The store at ``path``: a ``redis://`` URL opens the Redis store (``mock_server.redis_store``),
+    anything else this SQLite one. ``bounds``: the journal and calls limits."""
+    if is_redis_url(path):
+        try:
+            from mock_server.redis_store.store import RedisStore
+        except ImportError as exc:  # the redis package is an extra
+            raise SystemExit(f"--store {path.split('://')[0]}:// needs the redis client: "
+                             f"pip install 'synthflow-mock[redis]' ({exc})") from None
+        return RedisStore(path, **bounds)
+    return Store(path, **bounds)
+
+
+def store_errors() -> tuple[type[Exception], ...]:
+    """What a store raises when it refuses (a full disk, a locked file, Redis gone): answered 503, not 500."""
+    try:
+        import redis
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, redis.RedisError)
 
 
 class _Bound:

@@ -16,6 +16,7 @@ from mock_server.core.config import MockConfig
 from mock_server.media import audio, g711, pcap
 from mock_server.media.ports import PortRange
 from mock_server.media.session import EventSink, MediaSession, Pacer
+from mock_server.redis_store.urls import is_redis_url
 from mock_server.sip.sdp import Offer
 
 RECORDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}\.wav$")
@@ -25,7 +26,7 @@ def recordings_dir(config: MockConfig) -> str:
     """Where recordings live: ``--media-dir``, else beside the store file, else a per-process temp dir."""
     if config.media_dir:
         return config.media_dir
-    if config.store_path != ":memory:":
+    if config.store_path != ":memory:" and not is_redis_url(config.store_path):
         return config.store_path + ".media"
     return os.path.join(tempfile.gettempdir(), f"synthflow-mock-media-{os.getpid()}")
 
@@ -89,7 +90,8 @@ class Media:
     def _ensure_dir(self) -> None:
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir, exist_ok=True)
-            self._made_dir = self.config.store_path == ":memory:" and not self.config.media_dir
+            self._made_dir = not self.config.media_dir and (self.config.store_path == ":memory:"
+                                                            or is_redis_url(self.config.store_path))
 
     def shutdown(self) -> None:
         self.pacer.close()

@@ -12,7 +12,8 @@ import os
 import socket
 import sqlite3
 
-from mock_server.core.store import Store
+from mock_server.core.store import Store, open_store
+from mock_server.redis_store.urls import describe
 
 
 class Clash(Exception):
@@ -80,6 +81,20 @@ def claim_store(path: str) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def check_redis(url: str) -> None:
+    """Reach the Redis store once: a server that is down or refuses the password fails now, by name."""
+    try:
+        store = open_store(url)
+        try:
+            store.ping()
+            store.counters()
+        finally:
+            store.close()
+    except Exception as exc:  # redis.RedisError and its causes (refused, DNS, auth, wrong protocol)
+        raise Clash(f"cannot use the Redis store {describe(url)}: {type(exc).__name__}: {exc}; is redis-server "
+                    "running there?") from None
 
 
 def check_store(path: str) -> None:

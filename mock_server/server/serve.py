@@ -23,6 +23,7 @@ from dataclasses import replace
 from mock_server.core.checks import is_loopback
 from mock_server.core.config import CONFIG_ENV, MockConfig, to_json
 from mock_server.core.store import Store
+from mock_server.redis_store.urls import describe, is_redis_url
 from mock_server.server import claims
 from mock_server.server.supervisor import ChildSpec, Supervisor
 
@@ -126,12 +127,19 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
     check_exposure(host, config)
     config = replace(config, allowed_hosts=(*LOCAL_NAMES, host, *(config.allowed_hosts or ())))
     tmpdir = None
+    shared_store = is_redis_url(config.store_path)  # other instances may share it: no claim, no file
     if config.store_path == ":memory:":
         tmpdir = tempfile.mkdtemp(prefix="synthflow-mock-")
         config = replace(config, store_path=os.path.join(tmpdir, "state.sqlite3"))
+    elif shared_store and not config.media_dir:  # recordings: one directory for the SIP and HTTP processes
+        tmpdir = tempfile.mkdtemp(prefix="synthflow-mock-")
+        config = replace(config, media_dir=os.path.join(tmpdir, "media"))
     try:
-        store_lock = claims.claim_store(config.store_path)
-        claims.check_store(config.store_path)
+        store_lock = None if shared_store else claims.claim_store(config.store_path)
+        if shared_store:
+            claims.check_redis(config.store_path)
+        else:
+            claims.check_store(config.store_path)
         queue_scenarios(config)
         install_agents(config)
         if sip:
@@ -143,7 +151,8 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         raise
     http_port = listener.getsockname()[1]
     metrics_dir = tempfile.mkdtemp(prefix="synthflow-mock-metrics-")  # prometheus-client's multiprocess files
-    env = {**os.environ, CONFIG_ENV: to_json(config), "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    env = {**os.environ, CONFIG_ENV: to_json(config), "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+           "SYNTHFLOW_MOCK_INSTANCE": f"{socket.gethostname()}:{os.getpid()}"}
     fd = listener.fileno()
     children = [ChildSpec(f"http worker {n}", [sys.executable, "-m", "mock_server.http.worker", str(fd)], env,
                           pass_fds=(fd,), restart=True) for n in range(1, workers + 1)]
@@ -157,7 +166,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         sip_text = f", SIP udp+tcp {_fmt(config.sip_host)}:{config.sip_port}{tls}"
     scheme = "https" if config.tls_cert else "http"
     banner = (f"synthflow-mock ready: HTTP {scheme}://{_fmt(host)}:{http_port} ({workers} worker(s)){sip_text}, "
-              f"store {config.store_path}")
+              f"store {describe(config.store_path) if shared_store else config.store_path}")
     probe_host = _probe_host(host)
     sip_probe_host = _probe_host(config.sip_host)
 
@@ -170,7 +179,8 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         return supervisor.run(ready, lambda: print(banner, file=sys.stderr, flush=True))
     finally:
         listener.close()
-        os.close(store_lock)
+        if store_lock is not None:
+            os.close(store_lock)
         shutil.rmtree(metrics_dir, ignore_errors=True)
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)

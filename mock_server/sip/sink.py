@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from mock_server.core.calls import CallEvent
-from mock_server.core.store import Store
+from mock_server.core.store import Store, open_store
 
 Batch = tuple[list[tuple[Any, ...]], list[CallEvent]]
 
@@ -117,7 +117,7 @@ def _writer_main(path: str, journal_limit: int, calls_limit: int, journal_max_by
         while True:
             try:
                 if store is None:
-                    store = Store(path, journal_limit=journal_limit, calls_limit=calls_limit,
+                    store = open_store(path, journal_limit=journal_limit, calls_limit=calls_limit,
                                   journal_max_bytes=journal_max_bytes, calls_max_bytes=calls_max_bytes)
                 if wire is not None:
                     store.apply(wire[0], [CallEvent(*e) for e in wire[1]])

@@ -19,7 +19,6 @@ import functools
 import time
 from typing import Any
 
-from mock_server.agents import limits
 from mock_server.agents.book import Agent, BookCache
 from mock_server.core.calls import ENDED
 from mock_server.core.checks import is_loopback
@@ -429,8 +428,7 @@ class SipEndpoint:
         keys = self.books.get().limits_for(ctx.model_id, ctx.workspace_id)
         if not keys:
             return True
-        with self.store.exclusive() as conn:
-            refusal = limits.reserve(conn, keys, ctx.call_id, hold_s=None, count_attempt=False)
+        refusal = self.store.reserve_limits(keys, ctx.call_id, hold_s=None, count_attempt=False)
         if refusal is None:
             return True
         SIP_REFUSED.labels("limit").inc()
