@@ -124,7 +124,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-hold-s", type=float, default=60.0,
                    help="a prepared call holds its concurrency slot this long waiting for its INVITE")
     p.add_argument("--store", dest="store_path", default=":memory:",
-                   help="SQLite file for shared state, kept on exit; :memory: is a temporary file removed on exit")
+                   help="SQLite file for shared state, kept on exit; :memory: is a temporary file removed on exit; "
+                        "redis://HOST:PORT/DB[?prefix=NAME] shares state with every instance using that Redis "
+                        "(pip install 'synthflow-mock[redis]')")
 
 
 def _sip_codes(pairs: list[str]) -> dict[str, int]:

@@ -203,13 +203,13 @@ def serve_app(app_or_url: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def redis_server(binary: str = "redis-server", password: str | None = None) -> Iterator[str]:
-    """Start ``redis-server`` on 127.0.0.1 and a free port, with no persistence; yield its URL
-    (``redis://127.0.0.1:PORT/0``) and stop it afterwards. Several mocks started with ``--store URL``
+def redis_server(binary: str = "redis-server", password: str | None = None, port: int | None = None) -> Iterator[str]:
+    """Start ``redis-server`` on 127.0.0.1 and ``port`` (default: a free one), with no persistence; yield its
+    URL (``redis://127.0.0.1:PORT/0``) and stop it afterwards. Several mocks started with ``--store URL``
     act as one."""
     import redis
 
-    port = free_port()
+    port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="synthflow-mock-redis-")
     log_path = os.path.join(workdir, "redis.log")
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -22,6 +22,6 @@ def require_redis_server() -> str:
 
 
 @contextmanager
-def running_redis() -> Iterator[str]:
-    with redis_server(require_redis_server()) as url:
+def running_redis(port: int | None = None) -> Iterator[str]:
+    with redis_server(require_redis_server(), port=port) as url:
         yield url

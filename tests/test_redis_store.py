@@ -150,3 +150,32 @@ def test_serve_names_a_redis_it_cannot_reach(tmp_path):
 
     with pytest.raises(RuntimeError, match=r"cannot use the Redis store redis://:\*\*\*@127\.0\.0\.1:\d+/0"):
         start_server("--store", f"redis://:hunter2@127.0.0.1:{free_port()}/0", ready_timeout=10)
+
+
+def test_a_redis_that_goes_away_is_named_in_503s_and_the_mock_recovers_when_it_returns():
+    from urllib.parse import urlsplit
+
+    from tests.redis_server import running_redis
+
+    with running_redis() as url:
+        port = urlsplit(url).port
+        server = start_server("--store", url, "--media", "off", "--quiet")
+    try:  # Redis is gone now
+        refused = prepare(server)
+        why = refused.json()["detail"]["description"]
+        assert refused.status_code == 503 and "store refused" in why and "ConnectionError" in why, refused.text
+        client = UdpClient(server.sip_port)
+        answers, _ = client.invite("S.00000000-0000-4000-8000-000000000000;")
+        client.close()
+        assert answers[-1].status == 503 and answers[-1].reason == "Mock Store Unavailable"
+        assert "could not be read" in (answers[-1].get("warning") or "")
+        health = requests.get(f"{server.url}/_mock/health", timeout=5).json()
+        assert health["status"] == "degraded" and "error" in health["store"]
+        with running_redis(port=port):
+            deadline = time.monotonic() + 10
+            while (answer := prepare(server)).status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert answer.status_code == 200, answer.text
+            assert dial(server, answer.json()["synthflow_call_id"]) == 200
+    finally:
+        server.close()

@@ -176,8 +176,10 @@ class BookCache:
         self._version = -1
         self._book = AgentBook()
 
-    def get(self) -> AgentBook:
-        version = self.store.shared.version()
+    def get(self, version: int | None = None) -> AgentBook:
+        """The book at the store's settings ``version`` (read now when not given)."""
+        if version is None:
+            version = self.store.shared.version()
         if version != self._version:
             self._book, self._version = book_from_document(self.store.agents_document()), version
         return self._book

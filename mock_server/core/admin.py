@@ -22,7 +22,10 @@ JOURNAL_KINDS = ("http", "sip", "admin", "webhook")
 
 def health(backend: Backend, request: Request) -> Result:
     """``ok``, or ``degraded`` with the cause when this HTTP worker or the SIP process cannot record."""
-    sip_cause = backend.store.shared.status()
+    try:
+        sip_cause = backend.store.shared.status()
+    except Exception as exc:  # a Redis store keeps it in Redis: unreadable while Redis is away
+        sip_cause = f"its status cannot be read from the store ({type(exc).__name__}: {exc})"
     http = backend.health.report()
     degraded = not http["ok"] or sip_cause is not None
     body = {"status": "degraded" if degraded else "ok", "version": __version__,

@@ -33,7 +33,7 @@ def prepare_inbound(backend: Backend, request: Request) -> Result:
     call_id = backend.ids.new()
     failed = outcome == "failed"
     if not failed:
-        _take_limit_slots(backend, body, call_id, reason)
+        _take_limit_slots(backend, body, call_id, decision.settings_version)
     call = calls.new_call(body, call_id, int(time.time() * 1000),
                           error_message=calls.FAILED_MESSAGE if failed else None)
     status = config.failed_status if failed else 200
@@ -45,9 +45,9 @@ def prepare_inbound(backend: Backend, request: Request) -> Result:
     return Result(Response(status, encoded, delay_s=delay / 1000), outcome, reason, call_id, new_call=call, plan=plan)
 
 
-def _take_limit_slots(backend: Backend, body: dict, call_id: str, reason: str | None) -> None:
+def _take_limit_slots(backend: Backend, body: dict, call_id: str, settings_version: int) -> None:
     """Count the call against its agent's and workspace's limits, or answer 429 (README, "Limits")."""
-    book = backend.books.get()
+    book = backend.books.get(settings_version)
     if not book:
         return
     keys = book.limits_for(body["model_id"], body.get("workspace_id"))

@@ -184,10 +184,12 @@ class Backend:
         """The outcome of one prepare_inbound (``outcomes.decide``) over this backend's store."""
         version, live_scenarios = self.store.settings_state()
         fields = {"path": request.path, **{k: body.get(k) for k in outcomes.MATCH_FIELDS if k != "path"}}
-        return outcomes.decide(default_outcome=self.config.default_outcome, prefer=request.headers.get("prefer"),
-                               fields=fields, scenarios_live=bool(live_scenarios),
-                               take_scenario=self.store.take_scenario, policy=self._policy(version),
-                               next_draw=self.store.next_draw)
+        decision = outcomes.decide(default_outcome=self.config.default_outcome, prefer=request.headers.get("prefer"),
+                                   fields=fields, scenarios_live=bool(live_scenarios),
+                                   take_scenario=self.store.take_scenario, policy=self._policy(version),
+                                   next_draw=self.store.next_draw)
+        decision.settings_version = version
+        return decision
 
     def _policy(self, version: int) -> dict[str, Any] | None:
         if version != self._policy_version:

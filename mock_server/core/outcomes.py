@@ -125,6 +125,9 @@ class Decision:
     """The call's media plan and hang-up digit (``media``, ``hangup-digit``)."""
     delay_ms: float = 0.0
     """Latency added before answering (from delay-ms, the slow outcome, or a latency distribution)."""
+    settings_version: int = -1
+    """The store's settings version it was decided under: the agents book is read at the same version, so a
+    shared store (Redis) is asked once per request."""
 
     def journal_reason(self) -> str:
         """Why, as the journal says it: the HTTP outcome's source, and the SIP plan's when one was chosen."""

@@ -479,6 +479,11 @@ class Store:
             return None, None
         return rows[0][0], json.loads(rows[0][1]) if rows[0][1] else None
 
+    def call_state(self, call_id: str) -> tuple[str | None, JsonDict | None, int]:
+        """:meth:`status_and_plan` and the settings version, as an INVITE needs them (one round trip for
+        the Redis store; the version is a memory load here)."""
+        return (*self.status_and_plan(call_id), self.shared.version())
+
     def call_parties(self, call_id: str) -> dict[str, str | None]:
         """model_id, workspace_id, from_number and to_number of a prepared call, read without decoding its JSON."""
         rows = self._read("SELECT json_extract(data, '$.model_id'), json_extract(data, '$.workspace_id'), "

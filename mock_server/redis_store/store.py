@@ -338,6 +338,15 @@ class RedisStore:
             return None, None
         return status.decode(), json.loads(plan) if plan else None
 
+    def call_state(self, call_id: str) -> tuple[str | None, JsonDict | None, int]:
+        """Status, plan and settings version in one round trip (the SIP endpoint's read per INVITE)."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._key(f"c:{call_id}"), "status", "plan")
+            pipe.get(self._key("ver"))
+            (status, plan), version = pipe.execute()
+        return (status.decode() if status is not None else None, json.loads(plan) if plan else None,
+                int(version or 0))
+
     def call_parties(self, call_id: str) -> dict[str, str | None]:
         data = self.r.hget(self._key(f"c:{call_id}"), "data")
         call = json.loads(data) if data else {}

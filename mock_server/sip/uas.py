@@ -23,7 +23,7 @@ from mock_server.agents.book import Agent, BookCache
 from mock_server.core.calls import ENDED
 from mock_server.core.checks import is_loopback
 from mock_server.core.config import MockConfig
-from mock_server.core.store import Store
+from mock_server.core.store import Store, store_errors
 from mock_server.media.manager import Media
 from mock_server.media.ports import NoMediaPort
 from mock_server.metrics import SIP_LIVE_DIALOGS, SIP_REFUSED
@@ -88,6 +88,10 @@ class SipEndpoint:
                  sink: Sink | None = None, timers: Timers | None = None, console: Console | None = None,
                  webhooks: Webhooks | None = None) -> None:
         self.store = store
+        self._store_errors = store_errors()
+        self._settings_version: int | None = None
+        """The settings version read with the INVITE being admitted (its agents book is read at it); the
+        endpoint handles one message at a time, so it is this INVITE's until the next lookup."""
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
         self.timers = timers or LoopTimers(self.loop)
@@ -172,7 +176,7 @@ class SipEndpoint:
 
     def call_state(self, call_id: str) -> tuple[str | None, dict[str, Any] | None]:
         """Status (this process's newest view first) and the SIP plan chosen at prepare time."""
-        status, plan = self.store.status_and_plan(call_id)
+        status, plan, self._settings_version = self.store.call_state(call_id)
         return self.recorder.status(call_id) or status, plan
 
     def flush(self) -> concurrent.futures.Future[None]:
@@ -311,8 +315,15 @@ class SipEndpoint:
                                decision=f"refused: {self.config.sip_max_transactions} live transactions (cap)",
                                extra=[("Retry-After", "5")])
             return
-        admission = admit(msg, self.call_state, require_xei=self.config.sip_require_xei,
-                          lenient=self.config.sip_xei_lenient, codes=self.config.sip_codes)
+        try:
+            admission = admit(msg, self.call_state, require_xei=self.config.sip_require_xei,
+                              lenient=self.config.sip_xei_lenient, codes=self.config.sip_codes)
+        except self._store_errors as exc:  # the call could not be looked up (Redis gone, say): say so, keep nothing
+            SIP_REFUSED.labels("store").inc()
+            why = f"the mock's store could not be read ({type(exc).__name__}: {exc})"
+            self._respond_once(msg, data, peer, 503, "Mock Store Unavailable", decision=f"refused: {why}",
+                               extra=[("Warning", f"399 synthflow-mock {quoted(why)}"), ("Retry-After", "5")])
+            return
         if not admission.accept and answered_statelessly(admission.cause):
             # No call to attach state to (RFC 3261 §8.2.7 lets a UAS answer statelessly): one final answer
             # per INVITE received, no 100 and no retransmission, so a flood is answered 1:1, not 1:9.
@@ -406,7 +417,7 @@ class SipEndpoint:
         call_id = admission.call_id
         if call_id is None:
             return None, None
-        book = self.books.get()
+        book = self.books.get(self._settings_version)
         url = (admission.plan or {}).get("external_webhook_url")
         if not book and not url:
             return None, None
@@ -425,7 +436,7 @@ class SipEndpoint:
 
     def _within_limits(self, tx: InviteTx, ctx: CallContext) -> bool:
         """Take the call's concurrency slots (it may hold them since its prepare), or refuse it."""
-        keys = self.books.get().limits_for(ctx.model_id, ctx.workspace_id)
+        keys = self.books.get(self._settings_version).limits_for(ctx.model_id, ctx.workspace_id)
         if not keys:
             return True
         refusal = self.store.reserve_limits(keys, ctx.call_id, hold_s=None, count_attempt=False)
