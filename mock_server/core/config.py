@@ -74,6 +74,8 @@ class MockConfig:
     """SIP processes (shards) sharing the SIP ports with SO_REUSEPORT; each has its own journal writer."""
     sip_shard: int = 0
     """Which shard this SIP process is (set by ``serve`` for each; answers carry X-Mock-Shard when sharded)."""
+    sip_shard_dir: str | None = None
+    """Where the shards' routing sockets live (made by ``serve`` when sharded; ``sip/shard_routing.py``)."""
     sip_tcp_idle_s: float = 60.0
     """A TCP/TLS connection that sends nothing (or half a message) for this long is closed."""
     log_format: str = "text"

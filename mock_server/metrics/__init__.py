@@ -17,6 +17,7 @@ from mock_server.metrics.registry import (
     SIP_REQUESTS,
     SIP_RESPONSES,
     SIP_RETRANSMISSIONS,
+    SIP_ROUTED,
     WEBHOOK_ATTEMPTS,
     WEBHOOK_DURATION,
     render,
@@ -24,5 +25,5 @@ from mock_server.metrics.registry import (
 )
 
 __all__ = ["DTMF_DIGITS", "HTTP_DURATION", "HTTP_REQUESTS", "RTP_LOST", "RTP_PACKETS", "SIP_LIVE_DIALOGS",
-           "SIP_REFUSED", "SIP_REQUESTS", "SIP_RESPONSES", "SIP_RETRANSMISSIONS", "WEBHOOK_ATTEMPTS",
+           "SIP_REFUSED", "SIP_REQUESTS", "SIP_RESPONSES", "SIP_RETRANSMISSIONS", "SIP_ROUTED", "WEBHOOK_ATTEMPTS",
            "WEBHOOK_DURATION", "render", "source_of"]

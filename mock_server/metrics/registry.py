@@ -20,6 +20,8 @@ SIP_RESPONSES = Counter("synthflow_mock_sip_responses", "SIP responses sent (not
 SIP_RETRANSMISSIONS = Counter("synthflow_mock_sip_retransmissions", "SIP retransmissions, received or sent",
                               ["direction"])
 SIP_REFUSED = Counter("synthflow_mock_sip_refused", "INVITEs refused without keeping a transaction", ["reason"])
+SIP_ROUTED = Counter("synthflow_mock_sip_routed", "SIP messages handed to the shard holding their dialog or "
+                     "transaction", ["kind"])
 SIP_LIVE_DIALOGS = Gauge("synthflow_mock_sip_live_dialogs", "SIP dialogs open now", multiprocess_mode="livesum")
 WEBHOOK_ATTEMPTS = Counter("synthflow_mock_webhook_attempts", "Webhook and pre-call action attempts",
                            ["event", "outcome"])

@@ -157,6 +157,13 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
     children = [ChildSpec(f"http worker {n}", [sys.executable, "-m", "mock_server.http.worker", str(fd)], env,
                           pass_fds=(fd,), restart=True) for n in range(1, workers + 1)]
     sip_text = ""
+    if sip and config.sip_workers > 1:  # the shards' routing sockets
+        shard_dir = tempfile.mkdtemp(prefix="synthflow-mock-shards-")
+        shard_dirs = [shard_dir]
+        config = replace(config, sip_shard_dir=shard_dir)
+        env[CONFIG_ENV] = to_json(config)
+    else:
+        shard_dirs = []
     if sip:
         for shard in range(config.sip_workers):
             shard_env = {**env, CONFIG_ENV: to_json(replace(config, sip_shard=shard))}
@@ -181,7 +188,8 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         listener.close()
         if store_lock is not None:
             os.close(store_lock)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        for made in (metrics_dir, *shard_dirs):
+            shutil.rmtree(made, ignore_errors=True)
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
 

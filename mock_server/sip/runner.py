@@ -13,6 +13,7 @@ from mock_server.core.config import MockConfig, config_from_env
 from mock_server.core.store import Store
 from mock_server.server.console import from_config as console_for
 from mock_server.server.loops import new_event_loop
+from mock_server.sip.shard_routing import ShardRouter
 from mock_server.sip.sink import make_sink
 from mock_server.sip.transport import SipServer, start_sip_server
 from mock_server.sip.uas import SipEndpoint
@@ -25,9 +26,14 @@ async def _start(store: Store, config: MockConfig, port: int | None = None, *,
     console = console_for(config) if writer_process else None  # the standalone server prints; tests do not
     webhooks = Webhooks(store, config, BookCache(store))
     endpoint = SipEndpoint(store, config, asyncio.get_running_loop(), sink=sink, console=console, webhooks=webhooks)
-    return await start_sip_server(endpoint, config.sip_host, config.sip_port if port is None else port,
-                                  tls_port=config.sip_tls_port, tls_cert=config.sip_tls_cert,
-                                  tls_key=config.sip_tls_key, reuse_port=config.sip_workers > 1)
+    server = await start_sip_server(endpoint, config.sip_host, config.sip_port if port is None else port,
+                                    tls_port=config.sip_tls_port, tls_cert=config.sip_tls_cert,
+                                    tls_key=config.sip_tls_key, reuse_port=config.sip_workers > 1)
+    if config.sip_workers > 1 and config.sip_shard_dir and server.udp_protocol is not None:
+        router = ShardRouter(config.sip_shard_dir, config.sip_shard, config.sip_workers)
+        router.start(endpoint.loop, endpoint.receive_forwarded, server.udp_protocol.peer_for)
+        endpoint.route_through(router)
+    return server
 
 
 class SipThread:

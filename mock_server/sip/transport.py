@@ -43,15 +43,19 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.transport.sendto(data, to)
         return True
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if not data.strip(b"\r\n"):
-            return  # keep-alive
-        key = addr[:2]
+    def peer_for(self, key: tuple[str, int]) -> Peer:
+        """The peer for a remote address: answers to it go out of this socket."""
         peer = self._peers.get(key)
         if peer is None:  # one Peer per remote address, reused: datagrams are the hot path
             if len(self._peers) > 10_000:
                 self._peers.clear()
             peer = self._peers[key] = Peer("UDP", key, self.local, self._send)
+        return peer
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not data.strip(b"\r\n"):
+            return  # keep-alive
+        peer = self.peer_for(addr[:2])
         try:
             self.endpoint.receive(data, peer)
         except Exception as exc:  # never let one datagram stop the endpoint
@@ -130,6 +134,7 @@ class SipServer:
 
     endpoint: SipEndpoint
     udp: asyncio.DatagramTransport | None = None
+    udp_protocol: UdpProtocol | None = None
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
     tls_servers: list[asyncio.AbstractServer] = field(default_factory=list)
 
@@ -171,7 +176,7 @@ async def start_sip_server(endpoint: SipEndpoint, host: str, port: int, *, tls_p
     loop = endpoint.loop
     server = SipServer(endpoint)
     for _ in range(20):
-        udp, _proto = await loop.create_datagram_endpoint(lambda: UdpProtocol(endpoint), local_addr=(host, port),
+        udp, proto = await loop.create_datagram_endpoint(lambda: UdpProtocol(endpoint), local_addr=(host, port),
                                                           **reuse)
         bound = udp.get_extra_info("sockname")[1]
         try:
@@ -182,7 +187,7 @@ async def start_sip_server(endpoint: SipEndpoint, host: str, port: int, *, tls_p
             if port:
                 raise
             continue  # the free UDP port was taken for TCP; try another
-        server.udp = udp
+        server.udp, server.udp_protocol = udp, proto
         server.servers.append(tcp)
         break
     else:

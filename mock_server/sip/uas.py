@@ -48,6 +48,7 @@ from mock_server.sip.peer import Peer
 from mock_server.sip.recorder import Recorder
 from mock_server.sip.responses import SERVER, build_response, reply_address
 from mock_server.sip.script import script_for
+from mock_server.sip.shard_routing import ShardRouter
 from mock_server.sip.sink import Sink, ThreadSink
 from mock_server.sip.telephony import TelephonyClock
 from mock_server.sip.timers import LoopTimers, Timers
@@ -117,6 +118,14 @@ class SipEndpoint:
         self._contexts: dict[str, CallContext] = {}
         """Calls whose end sends a webhook, by call id; bounded like the transactions."""
         self._shard = [("X-Mock-Shard", str(config.sip_shard))] if config.sip_workers > 1 else []
+        self.router: ShardRouter | None = None
+        """Hands messages naming another shard to it (``sip/shard_routing.py``); set when sharded."""
+        self._suffix = ""
+        """Ends every tag and branch this shard makes, so a message naming it can be routed here."""
+        self._forwarded: tuple[bool, int | None] | None = None
+        """While a message another shard handed over is handled: (broadcast, its shard)."""
+        self._pending_cancels: dict[bytes, list[Any]] = {}
+        """CANCELs handed to every other shard: how many have yet to say the INVITE is not theirs."""
         self.telephony = TelephonyClock(2 * config.sip_max_transactions)
         self.in_call = InCall(self)
         """The agent's side of answered calls: DTMF, hang-ups, RTP timeout, transfer, media summaries."""
@@ -146,6 +155,32 @@ class SipEndpoint:
             self._respond_once(msg, data, peer, 400, exc.reason, decision=f"malformed: {exc.reason}")
         finally:
             self.recorder.paused = False
+
+    def route_through(self, router: ShardRouter) -> None:
+        """Route messages between shards (``--sip-workers`` > 1): this shard's tags and branches name it."""
+        self.router = router
+        self._suffix = router.suffix
+
+    def receive_forwarded(self, data: bytes, peer: Peer, kind: str, origin: int) -> None:
+        """A message shard ``origin`` handed over (``kind``: see ``ShardRouter``)."""
+        if kind in ("y", "n"):
+            self._cancel_answered(data, taken=kind == "y")
+            return
+        self._forwarded = (kind == "b", origin)
+        try:
+            self.receive(data, peer)
+        finally:
+            self._forwarded = None
+
+    def _route(self, msg: SipMessage, data: bytes, peer: Peer, token: str | None) -> bool:
+        """Hand a message whose tag or branch names another shard to it; True when handed over."""
+        if self.router is None or self._forwarded is not None:
+            return False
+        owner = self.router.owner(token)
+        return owner is not None and self.router.forward(owner, data, peer)
+
+    def _tag(self) -> str:
+        return random_token(6) + self._suffix
 
     def reject_unparsed(self, data: bytes, peer: Peer, code: int, reason: str) -> None:
         """Answer a message we could not parse when enough of it survives; journal and drop it otherwise."""
@@ -194,6 +229,8 @@ class SipEndpoint:
         for dialog in list(self.dialogs.values()):
             self.in_call.close_media(dialog)
         self.recorder.close()
+        if self.router is not None:
+            self.router.close()
         if self.webhooks is not None:
             self.webhooks.close()
         if self.media is not None:
@@ -237,6 +274,8 @@ class SipEndpoint:
             self._respond_once(msg, data, peer, exc.code, exc.reason, decision=f"unsupported: {exc.reason}")
             return
         method = msg.method or ""
+        if self.router is not None and self._route(msg, data, peer, msg.to_tag):  # another shard's dialog or ACK
+            return
         if method == "ACK":
             self._on_ack(msg, data, peer)
             return
@@ -334,7 +373,7 @@ class SipEndpoint:
             self._send_response(msg, peer, reply_to, admission.code, admission.phrase, to_tag=random_token(4),
                                 extra=extra, call_id=admission.call_id)
             return
-        tx = InviteTx(key, msg, peer, reply_to, random_token(6), admission.call_id)
+        tx = InviteTx(key, msg, peer, reply_to, self._tag(), admission.call_id)
         self.invites[key] = tx
         self.in_progress += 1
         self._record("in", peer, data, msg.first_line(), call_id=admission.call_id, sip_call_id=sip_call_id,
@@ -663,16 +702,53 @@ class SipEndpoint:
     def _on_cancel(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
         tx = self.invites.get(self._tx_key(msg, "INVITE"))
         if tx is None:
+            if self._forwarded is not None and self._forwarded[0]:  # another shard asks: not ours
+                self.router.forward(self._forwarded[1], data, peer, kind="n")  # type: ignore[union-attr,arg-type]
+                return
+            if self._ask_other_shards(data, peer, key):
+                return
             self.answer_non_invite(msg, data, peer, key, 481, "Call/Transaction Does Not Exist",
                                    decision="CANCEL matched no INVITE")
             return
         self.answer_non_invite(msg, data, peer, key, 200, "OK", decision="cancel", call_id=tx.call_id)
+        if self._forwarded is not None and self._forwarded[0]:  # tell the shard that asked: taken
+            self.router.forward(self._forwarded[1], data, peer, kind="y")  # type: ignore[union-attr,arg-type]
         if tx.state is not InviteState.PROCEEDING:
             return  # the INVITE already has its final answer
         if tx.dialog is not None:
             self._end_dialog(tx.dialog)
         self._final_non_2xx(tx, 487, "Request Terminated", [])
         self.change(tx.call_id, "canceled", "canceled", end_call_reason="user_canceled")
+
+    def _ask_other_shards(self, data: bytes, peer: Peer, key: TxKey) -> bool:
+        """A CANCEL names no tag: hand it to every other shard. The one holding its INVITE answers it; when
+        every other shard said no (or after T1·4), this one answers 481."""
+        router = self.router
+        if router is None or self._forwarded is not None or data in self._pending_cancels:
+            return False
+        others = [n for n in router.others() if router.forward(n, data, peer, kind="b")]
+        if not others:
+            return False
+        timer = self.timers.call_later(4 * self.t1, self._cancel_answered, data, False, True)
+        self._pending_cancels[data] = [len(others), peer, key, timer]
+        return True
+
+    def _cancel_answered(self, data: bytes, taken: bool, give_up: bool = False) -> None:
+        """Another shard's answer to a CANCEL we handed to all (or the wait for them ran out)."""
+        pending = self._pending_cancels.get(data)
+        if pending is None:
+            return
+        pending[0] -= 1
+        if not taken and pending[0] > 0 and not give_up:
+            return
+        del self._pending_cancels[data]
+        if not give_up:
+            pending[3].cancel()
+        if taken:
+            return
+        msg = parse_datagram(data)
+        self.answer_non_invite(msg, data, pending[1], pending[2], 481, "Call/Transaction Does Not Exist",
+                               decision="CANCEL matched no INVITE on any shard")
 
     def answer_non_invite(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey, code: int,
                           reason: str, *, decision: str, call_id: str | None = None,
@@ -693,6 +769,8 @@ class SipEndpoint:
         except SipParseError:
             branch = ""
         ctx = self.client_txs.get(branch)
+        if ctx is None and self._route(msg, data, peer, branch):  # an answer to another shard's request
+            return
         self._record("in", peer, data, msg.first_line(), call_id=ctx.call_id if ctx else None,
                      sip_call_id=msg.get("call-id"),
                      decision="response to our request" if ctx else "response matched nothing; dropped")
@@ -712,7 +790,7 @@ class SipEndpoint:
         tx = dialog.tx
         req = tx.request
         dialog.local_cseq += 1
-        branch = new_branch()
+        branch = new_branch() + self._suffix
         target = req.get("contact") or f"<{req.uri}>"
         uri = target[target.find("<") + 1:target.find(">")] if "<" in target else target.split(";")[0]
         headers = [
