@@ -31,16 +31,30 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def bind_http(host: str, port: int) -> socket.socket:
-    """The HTTP listening socket, bound here once and shared by every worker (no SO_REUSEPORT, so a
-    second instance on the same port is refused instead of silently taking half the traffic)."""
+def bind_http(host: str, port: int, workers: int = 1) -> list[socket.socket]:
+    """The HTTP listening sockets, one per worker, bound here and kept for the instance's life.
+
+    One worker: a plain socket. Several: one socket each in a SO_REUSEPORT group, so the kernel spreads
+    connections evenly over the workers. (One socket shared by all lets whichever worker wakes first
+    accept a burst of connections: 16 opened together went 15/1 or 16/0, and a keep-alive load test then
+    loads one worker.) The port is first taken with a plain bind, which fails if anything holds it, so a
+    second instance is refused instead of silently joining the group and taking part of the traffic.
+    """
+    family = _family(host)
     try:
-        sock = socket.create_server((host, port), family=_family(host), backlog=2048)
+        if workers > 1:  # does anyone hold the port? (a plain bind fails beside any listener, grouped or not)
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+                port = probe.getsockname()[1]
+        sockets = [socket.create_server((host, port), family=family, backlog=2048, reuse_port=workers > 1)
+                   for _ in range(workers)]
     except OSError as exc:
         raise Clash(f"cannot listen on HTTP {_fmt(host, port)}: {os.strerror(exc.errno or 0)}; is another server "
                     "using it? Choose another port with --http-port") from None
-    sock.set_inheritable(True)
-    return sock
+    for sock in sockets:
+        sock.set_inheritable(True)
+    return sockets
 
 
 def check_sip_ports(host: str, port: int, tls_port: int | None) -> None:

@@ -2,7 +2,8 @@
 
 The process started by the command is a small supervisor (``supervisor.py``).
 It binds the HTTP port itself, so a busy port fails here in one line and no
-second instance can share it, then starts N HTTP workers on that socket and the
+second instance can share it, then starts N HTTP workers (each on its own socket of a
+SO_REUSEPORT group, so the kernel spreads connections evenly) and the
 SIP endpoint as children, waits until they answer, replaces an HTTP worker that
 dies, and stops them all on Ctrl-C or SIGTERM. State lives in one SQLite file
 (WAL) that every HTTP worker and the SIP process open, so a call prepared over
@@ -41,7 +42,8 @@ def check_exposure(host: str, config: MockConfig) -> None:
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def _http_ready(host: str, port: int, tls: bool = False) -> bool:
+def _http_probe(host: str, port: int, tls: bool = False) -> str | None:
+    """One health request on a fresh connection: the answering worker's pid, or None when none answered."""
     if tls:  # the supervisor only asks whether it answers; the certificate is the client's business
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
             host, port, timeout=0.5, context=ssl._create_unverified_context())
@@ -49,11 +51,26 @@ def _http_ready(host: str, port: int, tls: bool = False) -> bool:
         conn = http.client.HTTPConnection(host, port, timeout=0.5)
     try:
         conn.request("GET", "/_mock/health", headers={"X-Mock-Internal": "readiness"})
-        return conn.getresponse().status in (200, 401, 403)
+        answer = conn.getresponse()
+        return answer.getheader("X-Mock-Worker", "?") if answer.status in (200, 401, 403) else None
     except OSError:
-        return False
+        return None
     finally:
         conn.close()
+
+
+def _http_ready(host: str, port: int, tls: bool = False, workers: int = 1) -> bool:
+    """Every worker has answered: each has its own socket, and one that is still starting would leave the
+    connections the kernel hands it waiting."""
+    seen: set[str] = set()
+    for _ in range(16 * workers):
+        worker = _http_probe(host, port, tls)
+        if worker is None:
+            return False
+        seen.add(worker)
+        if len(seen) >= workers:
+            return True
+    return False
 
 
 def _sip_probe(host: str, port: int) -> bytes | None:
@@ -144,18 +161,17 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         install_agents(config)
         if sip:
             claims.check_sip_ports(config.sip_host, config.sip_port, config.sip_tls_port)
-        listener = claims.bind_http(host, http_port)
+        listeners = claims.bind_http(host, http_port, workers)
     except claims.Clash:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
         raise
-    http_port = listener.getsockname()[1]
+    http_port = listeners[0].getsockname()[1]
     metrics_dir = tempfile.mkdtemp(prefix="synthflow-mock-metrics-")  # prometheus-client's multiprocess files
     env = {**os.environ, CONFIG_ENV: to_json(config), "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
            "SYNTHFLOW_MOCK_INSTANCE": f"{socket.gethostname()}:{os.getpid()}"}
-    fd = listener.fileno()
-    children = [ChildSpec(f"http worker {n}", [sys.executable, "-m", "mock_server.http.worker", str(fd)], env,
-                          pass_fds=(fd,), restart=True) for n in range(1, workers + 1)]
+    children = [ChildSpec(f"http worker {n}", [sys.executable, "-m", "mock_server.http.worker", str(sock.fileno())],
+                          env, pass_fds=(sock.fileno(),), restart=True) for n, sock in enumerate(listeners, 1)]
     sip_text = ""
     if sip and config.sip_workers > 1:  # the shards' routing sockets
         shard_dir = tempfile.mkdtemp(prefix="synthflow-mock-shards-")
@@ -178,14 +194,15 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
     sip_probe_host = _probe_host(config.sip_host)
 
     def ready() -> bool:
-        http_up = _http_ready(probe_host, http_port, tls=bool(config.tls_cert))
+        http_up = _http_ready(probe_host, http_port, tls=bool(config.tls_cert), workers=workers)
         return http_up and (not sip or _sip_ready(sip_probe_host, config.sip_port, config.sip_workers))
 
     try:
         supervisor = Supervisor(children)
         return supervisor.run(ready, lambda: print(banner, file=sys.stderr, flush=True))
     finally:
-        listener.close()
+        for sock in listeners:
+            sock.close()
         if store_lock is not None:
             os.close(store_lock)
         for made in (metrics_dir, *shard_dirs):
