@@ -49,7 +49,7 @@ def test_precedence_flag_over_environment_over_file_over_default(toml):
     assert (args.tokens, sources["tokens"]) == (["a", "b"], "env SYNTHFLOW_MOCK_TOKEN")
     assert (args.sip_port, sources["sip_port"]) == (40000, f"file {toml}")               # file over default
     assert args.sip_xei_lenient is True and sources["sip_xei_lenient"] == f"file {toml}"
-    assert (args.workers, sources["workers"]) == (1, "default")
+    assert (args.workers, sources["workers"]) == (2, "default")
     config = _config_from(args)
     assert config.seed == 9 and config.tokens == ("a", "b") and config.sip_xei_lenient
     assert config.policy is not None and config.policy["http"]["latency"] == {"dist": "fixed", "ms": 5.0}

@@ -345,3 +345,22 @@ def test_one_loopback_test_serves_every_door(host, loopback):
     from mock_server.core.checks import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+def test_a_worker_that_records_still_reports_another_workers_failure(tmp_path):
+    """Health requests reach any HTTP worker; each says degraded while any worker cannot record."""
+    from mock_server.core.counters import SharedCounters
+    from mock_server.core.health import Health
+
+    board = SharedCounters(str(tmp_path / "state.counters"))
+    first, second = Health("worker a", board), Health("worker b", board)
+    first._tag, second._tag = "101 ", "202 "  # two processes' pids
+    first.failed("OperationalError: database or disk is full", refused=1)
+    seen = second.report()
+    assert not seen["ok"] and seen["cause"] == "HTTP worker 101: OperationalError: database or disk is full"
+    second.failed("OperationalError: database or disk is full")
+    first.recovered()  # the board now names the second worker, which still fails: it stays
+    assert not first.report()["ok"] and first.report()["cause"].startswith("HTTP worker 202:")
+    second.recovered()
+    assert first.report()["ok"] and second.report()["ok"]
+    board.close()

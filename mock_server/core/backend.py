@@ -42,7 +42,7 @@ class Backend:
         self.url_map = url_map()
         self.request_validator = contracts.fast_validator(
             "prepare-inbound-request.schema.json", self.config.allow_extra_fields)
-        self.health = Health(f"the HTTP side (pid {os.getpid()})")
+        self.health = Health(f"the HTTP side (pid {os.getpid()})", board=self.store.shared)
         self.books = BookCache(self.store)
         """The agents document (webhooks, pre-call actions, limits), re-read when it changes."""
         self._store_errors = store_errors()

@@ -17,9 +17,11 @@ import struct
 import threading
 
 _SLOT = struct.Struct("<Q")
-_VERSION, _DRAWS, _STATUS = 0, 8, 16
+_VERSION, _DRAWS = 0, 8
 _STATUS_BYTES = 496
-_SIZE = _STATUS + _STATUS_BYTES
+_STATUS = {"sip": 16, "http": 16 + _STATUS_BYTES}
+"""Where each status text lives: the SIP process's, and the last failing HTTP worker's."""
+_SIZE = 16 + 2 * _STATUS_BYTES
 
 
 class SharedCounters:
@@ -31,7 +33,7 @@ class SharedCounters:
         self._map: mmap.mmap | None = None
         self._pid = -1
         self._local = [0, 0]
-        self._status: str | None = None
+        self._status: dict[str, str | None] = {}
         self._open()
 
     def _open(self) -> None:
@@ -51,20 +53,23 @@ class SharedCounters:
             return self._local[0]
         return _SLOT.unpack_from(self._map, _VERSION)[0]
 
-    def set_status(self, cause: str | None) -> None:
-        """The SIP process's word on its journal writer: None when it records, else why not. Written into
-        the mapped file, so it needs no disk space and every HTTP worker's health can read it."""
+    def set_status(self, cause: str | None, which: str = "sip") -> None:
+        """A process's word on recording (``which``: the SIP process's journal writer, or an HTTP worker):
+        None when it records, else why not. Written into the mapped file, so it needs no disk space and
+        every HTTP worker's health can read it."""
         data = (cause or "").encode()[:_STATUS_BYTES - 1]
         with self._lock:
             if self._map is None:
-                self._status = cause
+                self._status[which] = cause
                 return
-            self._map[_STATUS:_STATUS + _STATUS_BYTES] = data.ljust(_STATUS_BYTES, b"\0")
+            start = _STATUS[which]
+            self._map[start:start + _STATUS_BYTES] = data.ljust(_STATUS_BYTES, b"\0")
 
-    def status(self) -> str | None:
+    def status(self, which: str = "sip") -> str | None:
         if self._map is None:
-            return self._status
-        raw = bytes(self._map[_STATUS:_STATUS + _STATUS_BYTES]).rstrip(b"\0")
+            return self._status.get(which)
+        start = _STATUS[which]
+        raw = bytes(self._map[start:start + _STATUS_BYTES]).rstrip(b"\0")
         return raw.decode(errors="replace") or None
 
     def draws(self) -> int:

@@ -8,18 +8,32 @@ lie: answers that create state are refused while it lasts, and ``/_mock/health``
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("synthflow_mock")
 LOG_EVERY_S = 10.0
 
 
+class StatusBoard(Protocol):
+    """Where processes post why they cannot record (``SharedCounters``, ``RedisShared``)."""
+
+    def set_status(self, cause: str | None, which: str = "sip") -> None: ...
+    def status(self, which: str = "sip") -> str | None: ...
+
+
 class Health:
-    def __init__(self, what: str) -> None:
+    """One process's recording health; with a ``board``, HTTP workers also see each other's: a health
+    request answered by a worker that records fine still says ``degraded`` while another cannot."""
+
+    def __init__(self, what: str, board: StatusBoard | None = None) -> None:
         self.what = what
+        self.board = board
+        self._tag = f"{os.getpid()} "
         self.cause: str | None = None
         self.since: float | None = None
         self.unrecorded = 0
@@ -42,6 +56,7 @@ class Health:
             self.unrecorded += unrecorded
             self.refused += refused
             now = time.monotonic()
+            self._post(self._tag + cause)  # every time: a worker that recovered may have cleared the board
             if first or now - self._logged_at >= LOG_EVERY_S:
                 self._logged_at = now
                 log.error("%s cannot record (%s): refusing what it cannot record; %d refused, %d journal entries "
@@ -54,7 +69,28 @@ class Health:
             log.warning("%s records again after %.1f s (was: %s)", self.what, time.time() - (self.since or 0),
                         self.cause)
             self.cause, self.since = None, None
+            if self._posted().startswith(self._tag):  # ours: clear it (another worker's stays)
+                self._post(None)
+
+    def _post(self, cause: str | None) -> None:
+        if self.board is not None:
+            with contextlib.suppress(Exception):  # the board may live in the store that is failing (Redis)
+                self.board.set_status(cause, "http")
+
+    def _posted(self) -> str:
+        if self.board is None:
+            return ""
+        try:
+            return self.board.status("http") or ""
+        except Exception:
+            return ""
 
     def report(self) -> dict[str, Any]:
-        return {"ok": self.ok, "cause": self.cause, "since": self.since, "refused": self.refused,
+        cause = self.cause
+        if cause is None:  # this worker records; does another?
+            posted = self._posted()
+            if posted and not posted.startswith(self._tag):
+                pid, _, text = posted.partition(" ")
+                cause = f"HTTP worker {pid}: {text}"
+        return {"ok": cause is None, "cause": cause, "since": self.since, "refused": self.refused,
                 "unrecorded": self.unrecorded}

@@ -69,15 +69,16 @@ class RedisShared:
     def reset_draws(self) -> None:
         self._r.set(f"{self._p}:draws", 0)
 
-    def set_status(self, cause: str | None) -> None:
-        """This instance's SIP writer: None when it records, else why not."""
+    def set_status(self, cause: str | None, which: str = "sip") -> None:
+        """This instance's SIP writer (or last failing HTTP worker): None when it records, else why not."""
+        field = f"{self._instance}:{which}"
         if cause is None:
-            self._r.hdel(f"{self._p}:sip_status", self._instance)
+            self._r.hdel(f"{self._p}:status", field)
         else:
-            self._r.hset(f"{self._p}:sip_status", self._instance, cause)
+            self._r.hset(f"{self._p}:status", field, cause)
 
-    def status(self) -> str | None:
-        found = self._r.hget(f"{self._p}:sip_status", self._instance)
+    def status(self, which: str = "sip") -> str | None:
+        found = self._r.hget(f"{self._p}:status", f"{self._instance}:{which}")
         return found.decode() if found else None
 
     def close(self) -> None:
