@@ -321,8 +321,9 @@ class Store:
                 # with its JSON is never rewritten on the SIP hot path.
                 conn.executemany("INSERT INTO call_events(call_id, time, event, status, detail, fields) "
                                  "VALUES (?, ?, ?, ?, ?, ?)",
-                                 [(e.call_id, e.time, e.event, e.status, json.dumps(e.detail) if e.detail else None,
-                                   json.dumps(e.fields) if e.fields else None) for e in events])
+                                 [(e.call_id, e.time, e.event, e.status,
+                                   jsonio.dumps_text(e.detail) if e.detail else None,
+                                   jsonio.dumps_text(e.fields) if e.fields else None) for e in events])
                 ended = [e.call_id for e in events if e.status in ENDED]
                 if ended and limits.any_live(conn):  # no limits configured: no slot to give back, no deletes
                     limits.release(conn, ended)
@@ -625,5 +626,5 @@ def sip_journal_row(time_s: float, call_id: str | None, raw: str, direction: str
     """A SIP journal entry as a row: columns, not JSON, since escaping a raw message's CRLFs on every
     write costs more than the rest of the entry. The SIP endpoint writes several per call."""
     return (time_s, "sip", call_id, None, None, raw, direction, transport, local, remote, first_line, sip_call_id,
-            decision, reason, json.dumps(extra) if extra else None)
+            decision, reason, jsonio.dumps_text(extra) if extra else None)
 

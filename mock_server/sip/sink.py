@@ -118,7 +118,7 @@ def _writer_main(path: str, journal_limit: int, calls_limit: int, journal_max_by
             try:
                 if store is None:
                     store = open_store(path, journal_limit=journal_limit, calls_limit=calls_limit,
-                                  journal_max_bytes=journal_max_bytes, calls_max_bytes=calls_max_bytes)
+                                       journal_max_bytes=journal_max_bytes, calls_max_bytes=calls_max_bytes)
                 if wire is not None:
                     store.apply(wire[0], [CallEvent(*e) for e in wire[1]])
                 break
