@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import csv
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from mock_server.testing import free_udp_tcp_port
+from tests.binaries import require
 
 SCENARIOS = Path(__file__).parent / "sipp"
 
 
 def require_sipp() -> str:
-    path = shutil.which("sipp")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("sipp is not installed; .ci/install must install the Debian package sip-tester")
-        pytest.skip("sipp not installed (apt-get install sip-tester)")
-    return path
+    return require("sipp", "sip-tester")
 
 
 @dataclass

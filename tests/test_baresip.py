@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import array
 import math
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from mock_server.media import audio
 from mock_server.testing import start_server
+from tests.binaries import require
 
 pytestmark = pytest.mark.live
 
@@ -32,9 +32,7 @@ snd_path\t\t{dump}
 
 
 def test_baresip_calls_the_mock_and_hears_a_greeting(tmp_path):
-    baresip = shutil.which("baresip")
-    if baresip is None:
-        pytest.fail("baresip is needed (Debian package baresip-core; .ci/install installs it)")
+    baresip = require("baresip", "baresip-core")
     conf, dump = tmp_path / "conf", tmp_path / "dump"
     conf.mkdir()
     dump.mkdir()

@@ -279,12 +279,11 @@ def test_a_full_port_range_refuses_the_call_and_frees_ports_after(trunk):
 
 
 def test_the_calls_pcap_opens_in_tshark_with_its_sip_dialog_and_rtp_streams(trunk, tmp_path):
-    import shutil
     import subprocess
 
-    tshark = shutil.which("tshark")
-    if tshark is None:
-        pytest.fail("tshark is needed (Debian package tshark; .ci/install installs it)")
+    from tests.binaries import require
+
+    tshark = require("tshark", "tshark")
     t = trunk()
     call_id = t.prepare()
     caller = Caller(t, call_id)
