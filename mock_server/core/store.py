@@ -235,12 +235,6 @@ class Store:
                     raise
                 conn.execute("COMMIT")
 
-    @contextmanager
-    def exclusive(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction under the cross-process lock (check-and-take steps such as limit slots)."""
-        with self._transaction() as conn:
-            yield conn
-
     def close(self) -> None:
         """Close this thread's connection (and the shared one of an in-memory store)."""
         if self._checkpointer is not None:
@@ -294,10 +288,7 @@ class Store:
 
     def rows_for(self, writes: list[Write]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """The rows ``writes`` become (all the JSON encoding, none of the SQLite work)."""
-        call_rows = [(w.call["synthflow_call_id"], w.call["call_status"],
-                      w.call_json.decode() if w.call_json is not None else jsonio.dumps_text(w.call),
-                      jsonio.dumps_text(w.plan) if w.plan is not None else None) for w in writes if w.call is not None]
-        return call_rows, [self._journal_row(w.entry) for w in writes]
+        return call_rows(writes), [self._journal_row(w.entry) for w in writes]
 
     def write_rows(self, call_rows: list[tuple[Any, ...]], journal_rows: list[tuple[Any, ...]]) -> None:
         """Insert rows from :meth:`rows_for` in one transaction."""
@@ -548,6 +539,13 @@ class Store:
         counts["journal_size"] = self._read("SELECT COUNT(*) FROM journal")[0][0]
         counts["calls"] = self._read("SELECT COUNT(*) FROM calls")[0][0]
         return counts
+
+
+def call_rows(writes: list[Write]) -> list[tuple[str, str, str, str | None]]:
+    """(id, status, JSON, plan JSON) of each call the writes prepared: what either store keeps of a call."""
+    return [(w.call["synthflow_call_id"], w.call["call_status"],
+             w.call_json.decode() if w.call_json is not None else jsonio.dumps_text(w.call),
+             jsonio.dumps_text(w.plan) if w.plan is not None else None) for w in writes if w.call is not None]
 
 
 def open_store(path: str, **bounds: int) -> Any:

@@ -26,9 +26,13 @@ def recordings_dir(config: MockConfig) -> str:
     """Where recordings live: ``--media-dir``, else beside the store file, else a per-process temp dir."""
     if config.media_dir:
         return config.media_dir
-    if config.store_path != ":memory:" and not is_redis_url(config.store_path):
+    if _store_is_a_file(config):
         return config.store_path + ".media"
     return os.path.join(tempfile.gettempdir(), f"synthflow-mock-media-{os.getpid()}")
+
+
+def _store_is_a_file(config: MockConfig) -> bool:
+    return config.store_path != ":memory:" and not is_redis_url(config.store_path)
 
 
 class Media:
@@ -90,8 +94,7 @@ class Media:
     def _ensure_dir(self) -> None:
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir, exist_ok=True)
-            self._made_dir = not self.config.media_dir and (self.config.store_path == ":memory:"
-                                                            or is_redis_url(self.config.store_path))
+            self._made_dir = not self.config.media_dir and not _store_is_a_file(self.config)
 
     def shutdown(self) -> None:
         self.pacer.close()

@@ -151,8 +151,8 @@ for _ = 1, n do
     end
   end
 end
-local expires = hold
-if hold < 0 then expires = '+inf' else expires = now + hold end
+local expires = '+inf'
+if hold >= 0 then expires = now + hold end
 for _, key in ipairs(taken) do
   redis.call('ZADD', p .. ':live:' .. key, expires, cid)
   redis.call('SADD', p .. ':ck:' .. cid, key)

@@ -37,6 +37,7 @@ from mock_server.agents.limits import Refusal, _window
 from mock_server.core import jsonio
 from mock_server.core.calls import ENDED, CallEvent, apply_events
 from mock_server.core.exchange import Write
+from mock_server.core.store import call_rows
 from mock_server.redis_store import scripts
 
 JsonDict = dict[str, Any]
@@ -160,16 +161,8 @@ class RedisStore:
         self._run_apply([], [], list(entries))
 
     def write(self, writes: list[Write]) -> None:
-        self.write_rows(*self.rows_for(writes))
-
-    def rows_for(self, writes: list[Write]) -> tuple[list[tuple[Any, ...]], list[Any]]:
-        call_rows = [(w.call["synthflow_call_id"], w.call["call_status"],
-                      w.call_json.decode() if w.call_json is not None else jsonio.dumps_text(w.call),
-                      jsonio.dumps_text(w.plan) if w.plan is not None else None) for w in writes if w.call is not None]
-        return call_rows, [w.entry for w in writes]
-
-    def write_rows(self, call_rows: list[tuple[Any, ...]], journal_rows: list[Any]) -> None:
-        self._run_apply(call_rows, [], journal_rows)
+        """The calls and journal entries of a group of requests, in one script."""
+        self._run_apply(call_rows(writes), [], [w.entry for w in writes])
 
     def add_calls(self, new_calls: list[JsonDict], journal_entry: JsonDict) -> None:
         for start in range(0, len(new_calls), _CHUNK):
@@ -318,7 +311,7 @@ class RedisStore:
             for cid in call_ids:
                 pipe.lrange(self._key(f"e:{cid}"), 0, -1)
             found = pipe.execute()
-        return [[CallEvent(cid, *json.loads(raw)) for raw in rows] for cid, rows in zip(call_ids, found, strict=True)]
+        return [_events_of(cid, rows) for cid, rows in zip(call_ids, found, strict=True)]
 
     def get_call(self, call_id: str) -> JsonDict | None:
         with self.r.pipeline(transaction=False) as pipe:
@@ -327,7 +320,7 @@ class RedisStore:
             data, events = pipe.execute()
         if data is None:
             return None
-        return apply_events(json.loads(data), [CallEvent(call_id, *json.loads(e)) for e in events])
+        return apply_events(json.loads(data), _events_of(call_id, events))
 
     def call_status(self, call_id: str) -> str | None:
         found = self.r.hget(self._key(f"c:{call_id}"), "status")
@@ -425,6 +418,11 @@ class RedisStore:
         counts["journal_size"] = max(0, int(high or 0) - int(low or 1) + 1)
         counts["calls"] = int(calls)
         return counts
+
+
+def _events_of(call_id: str, stored: list[bytes]) -> list[CallEvent]:
+    """A call's lifecycle events as ``_run_apply`` stored them (``[time, event, status, detail, fields]``)."""
+    return [CallEvent(call_id, *json.loads(raw)) for raw in stored]
 
 
 def _encode_entry(entry: JsonDict | tuple[Any, ...]) -> tuple[str | None, bytes]:

@@ -6,8 +6,8 @@ second instance can share it, then starts N HTTP workers (each on its own socket
 SO_REUSEPORT group, so the kernel spreads connections evenly) and the
 SIP endpoint as children, waits until they answer, replaces an HTTP worker that
 dies, and stops them all on Ctrl-C or SIGTERM. State lives in one SQLite file
-(WAL) that every HTTP worker and the SIP process open, so a call prepared over
-HTTP is known to SIP at once.
+(WAL) that every HTTP worker and the SIP process open, or in a Redis that other
+instances share too, so a call prepared over HTTP is known to SIP at once.
 """
 
 from __future__ import annotations
@@ -168,18 +168,15 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
         raise
     http_port = listeners[0].getsockname()[1]
     metrics_dir = tempfile.mkdtemp(prefix="synthflow-mock-metrics-")  # prometheus-client's multiprocess files
+    made_dirs = [metrics_dir]
+    if sip and config.sip_workers > 1:  # the shards' routing sockets
+        made_dirs.append(tempfile.mkdtemp(prefix="synthflow-mock-shards-"))
+        config = replace(config, sip_shard_dir=made_dirs[-1])
     env = {**os.environ, CONFIG_ENV: to_json(config), "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
            "SYNTHFLOW_MOCK_INSTANCE": f"{socket.gethostname()}:{os.getpid()}"}
     children = [ChildSpec(f"http worker {n}", [sys.executable, "-m", "mock_server.http.worker", str(sock.fileno())],
                           env, pass_fds=(sock.fileno(),), restart=True) for n, sock in enumerate(listeners, 1)]
     sip_text = ""
-    if sip and config.sip_workers > 1:  # the shards' routing sockets
-        shard_dir = tempfile.mkdtemp(prefix="synthflow-mock-shards-")
-        shard_dirs = [shard_dir]
-        config = replace(config, sip_shard_dir=shard_dir)
-        env[CONFIG_ENV] = to_json(config)
-    else:
-        shard_dirs = []
     if sip:
         for shard in range(config.sip_workers):
             shard_env = {**env, CONFIG_ENV: to_json(replace(config, sip_shard=shard))}
@@ -205,7 +202,7 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
             sock.close()
         if store_lock is not None:
             os.close(store_lock)
-        for made in (metrics_dir, *shard_dirs):
+        for made in made_dirs:
             shutil.rmtree(made, ignore_errors=True)
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import functools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from mock_server.agents.book import Agent, BookCache
@@ -51,7 +52,7 @@ from mock_server.sip.script import script_for
 from mock_server.sip.shard_routing import ShardRouter
 from mock_server.sip.sink import Sink, ThreadSink
 from mock_server.sip.telephony import TelephonyClock
-from mock_server.sip.timers import LoopTimers, Timers
+from mock_server.sip.timers import LoopTimers, TimerHandle, Timers
 from mock_server.sip.transactions import (
     AnswerCache,
     ClientEvent,
@@ -80,6 +81,17 @@ class _Unsupported(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code, self.reason = code, reason
+
+
+@dataclass
+class _PendingCancel:
+    """A CANCEL handed to every other shard (``SipEndpoint._ask_other_shards``)."""
+
+    waiting: int
+    """Shards that have not answered yet."""
+    peer: Peer
+    key: TxKey
+    timer: TimerHandle
 
 
 class SipEndpoint:
@@ -124,8 +136,8 @@ class SipEndpoint:
         """Ends every tag and branch this shard makes, so a message naming it can be routed here."""
         self._forwarded: tuple[bool, int | None] | None = None
         """While a message another shard handed over is handled: (broadcast, its shard)."""
-        self._pending_cancels: dict[bytes, list[Any]] = {}
-        """CANCELs handed to every other shard: how many have yet to say the INVITE is not theirs."""
+        self._pending_cancels: dict[bytes, _PendingCancel] = {}
+        """CANCELs handed to every other shard, until one takes it or all have said it is not theirs."""
         self.telephony = TelephonyClock(2 * config.sip_max_transactions)
         self.in_call = InCall(self)
         """The agent's side of answered calls: DTMF, hang-ups, RTP timeout, transfer, media summaries."""
@@ -702,8 +714,7 @@ class SipEndpoint:
     def _on_cancel(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey) -> None:
         tx = self.invites.get(self._tx_key(msg, "INVITE"))
         if tx is None:
-            if self._forwarded is not None and self._forwarded[0]:  # another shard asks: not ours
-                self.router.forward(self._forwarded[1], data, peer, kind="n")  # type: ignore[union-attr,arg-type]
+            if self._tell_asking_shard(data, peer, taken=False):  # another shard asked: not ours
                 return
             if self._ask_other_shards(data, peer, key):
                 return
@@ -711,8 +722,7 @@ class SipEndpoint:
                                    decision="CANCEL matched no INVITE")
             return
         self.answer_non_invite(msg, data, peer, key, 200, "OK", decision="cancel", call_id=tx.call_id)
-        if self._forwarded is not None and self._forwarded[0]:  # tell the shard that asked: taken
-            self.router.forward(self._forwarded[1], data, peer, kind="y")  # type: ignore[union-attr,arg-type]
+        self._tell_asking_shard(data, peer, taken=True)
         if tx.state is not InviteState.PROCEEDING:
             return  # the INVITE already has its final answer
         if tx.dialog is not None:
@@ -730,25 +740,31 @@ class SipEndpoint:
         if not others:
             return False
         timer = self.timers.call_later(4 * self.t1, self._cancel_answered, data, False, True)
-        self._pending_cancels[data] = [len(others), peer, key, timer]
+        self._pending_cancels[data] = _PendingCancel(len(others), peer, key, timer)
         return True
+
+    def _tell_asking_shard(self, data: bytes, peer: Peer, *, taken: bool) -> bool:
+        """When the CANCEL being handled was asked of every shard, tell the asking one whether this shard took
+        it; False when no shard asked."""
+        if self.router is None or self._forwarded is None or not self._forwarded[0]:
+            return False
+        asked_by = self._forwarded[1]
+        return asked_by is not None and self.router.forward(asked_by, data, peer, kind="y" if taken else "n")
 
     def _cancel_answered(self, data: bytes, taken: bool, give_up: bool = False) -> None:
         """Another shard's answer to a CANCEL we handed to all (or the wait for them ran out)."""
         pending = self._pending_cancels.get(data)
         if pending is None:
             return
-        pending[0] -= 1
-        if not taken and pending[0] > 0 and not give_up:
+        pending.waiting -= 1
+        if not taken and pending.waiting > 0 and not give_up:
             return
         del self._pending_cancels[data]
         if not give_up:
-            pending[3].cancel()
-        if taken:
-            return
-        msg = parse_datagram(data)
-        self.answer_non_invite(msg, data, pending[1], pending[2], 481, "Call/Transaction Does Not Exist",
-                               decision="CANCEL matched no INVITE on any shard")
+            pending.timer.cancel()
+        if not taken:
+            self.answer_non_invite(parse_datagram(data), data, pending.peer, pending.key, 481,
+                                   "Call/Transaction Does Not Exist", decision="CANCEL matched no INVITE on any shard")
 
     def answer_non_invite(self, msg: SipMessage, data: bytes, peer: Peer, key: TxKey, code: int,
                           reason: str, *, decision: str, call_id: str | None = None,
