@@ -109,7 +109,8 @@ def run_rate(http: str, sip_port: int, sip_pid: int, rate: int, secs: int, trans
     return {
         "rate": rate, "calls": total, "sipp_exit": proc.returncode,
         "successful": int(last.get("SuccessfulCall(C)", 0) or 0), "failed": int(last.get("FailedCall(C)", 0) or 0),
-        "rtt_p50_ms": round(percentile(rtts, 50), 2), "rtt_p99_ms": round(percentile(rtts, 99), 2),
+        "rtt_p50_ms": round(percentile(rtts, 50), 2), "rtt_p90_ms": round(percentile(rtts, 90), 2),
+        "rtt_p99_ms": round(percentile(rtts, 99), 2), "rtt_max_ms": round(max(rtts, default=float("nan")), 2),
         "sip_cpu_pct": round(100 * sip_cpu / wall, 1), "writer_cpu_pct": round(100 * writer_cpu / wall, 1),
         "wall_s": round(wall, 1),
         "udp_rcvbuf_errors": udp_errors() - udp0,
@@ -155,14 +156,16 @@ def main() -> int:
         assert sip_pid, "SIP process not found"
         print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {platform.node()} nproc={os.cpu_count()} "
               f"transport={args.transport} secs={args.secs}")
-        print(f"{'rate':>6} {'calls':>7} {'ok':>7} {'failed':>6} {'p50 ms':>7} {'p99 ms':>7} {'SIP cpu%':>8} "
+        print(f"{'rate':>6} {'calls':>7} {'ok':>7} {'failed':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
+              f"{'max ms':>7} {'SIP cpu%':>8} "
               f"{'writer%':>7} {'rcvbuf err':>10}")
         results = []
         for rate in args.rates:
             r = run_rate(http, sip_port, sip_pid, rate, args.secs, args.transport, work)
             results.append(r)
             print(f"{r['rate']:>6} {r['calls']:>7} {r['successful']:>7} {r['failed']:>6} {r['rtt_p50_ms']:>7} "
-                  f"{r['rtt_p99_ms']:>7} {r['sip_cpu_pct']:>8} {r['writer_cpu_pct']:>7} {r['udp_rcvbuf_errors']:>10}",
+                  f"{r['rtt_p90_ms']:>7} {r['rtt_p99_ms']:>7} {r['rtt_max_ms']:>7} {r['sip_cpu_pct']:>8} "
+                  f"{r['writer_cpu_pct']:>7} {r['udp_rcvbuf_errors']:>10}",
                   flush=True)
             post(f"{http}/_mock/reset", {})
         clean = [r["rate"] for r in results if r["failed"] == 0 and r["successful"] == r["calls"]

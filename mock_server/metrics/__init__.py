@@ -8,6 +8,7 @@ in-process door, a test) the same metrics live in the process's own registry.
 
 from mock_server.metrics.registry import (
     DTMF_DIGITS,
+    GC_FULL,
     HTTP_DURATION,
     HTTP_REQUESTS,
     RTP_LOST,
@@ -24,6 +25,6 @@ from mock_server.metrics.registry import (
     source_of,
 )
 
-__all__ = ["DTMF_DIGITS", "HTTP_DURATION", "HTTP_REQUESTS", "RTP_LOST", "RTP_PACKETS", "SIP_LIVE_DIALOGS",
+__all__ = ["DTMF_DIGITS", "GC_FULL", "HTTP_DURATION", "HTTP_REQUESTS", "RTP_LOST", "RTP_PACKETS", "SIP_LIVE_DIALOGS",
            "SIP_REFUSED", "SIP_REQUESTS", "SIP_RESPONSES", "SIP_RETRANSMISSIONS", "SIP_ROUTED", "WEBHOOK_ATTEMPTS",
            "WEBHOOK_DURATION", "render", "source_of"]

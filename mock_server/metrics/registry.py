@@ -22,6 +22,8 @@ SIP_RETRANSMISSIONS = Counter("synthflow_mock_sip_retransmissions", "SIP retrans
 SIP_REFUSED = Counter("synthflow_mock_sip_refused", "INVITEs refused without keeping a transaction", ["reason"])
 SIP_ROUTED = Counter("synthflow_mock_sip_routed", "SIP messages handed to the shard holding their dialog or "
                      "transaction", ["kind"])
+GC_FULL = Counter("synthflow_mock_gc_full_collections", "Full garbage collections run by the server's own "
+                  "schedule (server/collector.py): when idle, or when due", ["why"])
 SIP_LIVE_DIALOGS = Gauge("synthflow_mock_sip_live_dialogs", "SIP dialogs open now", multiprocess_mode="livesum")
 WEBHOOK_ATTEMPTS = Counter("synthflow_mock_webhook_attempts", "Webhook and pre-call action attempts",
                            ["event", "outcome"])

@@ -107,7 +107,7 @@ class SipEndpoint:
         endpoint handles one message at a time, so it is this INVITE's until the next lookup."""
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
-        self.timers = timers or LoopTimers(self.loop)
+        self.timers = timers if timers is not None else LoopTimers(self.loop)
         self.t1 = config.sip_t1_ms / 1000
         self.t2 = self.t1 * 8
         self.t4 = self.t1 * 10
@@ -116,6 +116,8 @@ class SipEndpoint:
         self.invites: dict[TxKey, InviteTx] = {}
         self.dialogs: dict[DialogKey, Dialog] = {}
         self.answers = AnswerCache()
+        self.received = 0
+        """Messages received so far (the quiet-moment garbage collector watches it)."""
         self.in_progress = 0
         """INVITE transactions not answered yet (the ones --sip-max-transactions counts); answered ones are
         released on time by Timers H, I and L."""
@@ -147,6 +149,7 @@ class SipEndpoint:
     # -- public face for transports and runners -------------------------------------------
     def receive(self, data: bytes, peer: Peer, parsed: SipMessage | None = None) -> None:
         """Handle one message (a UDP datagram, or one framed message from a stream)."""
+        self.received += 1
         if len(data) > self.config.sip_max_message_bytes:
             self.reject_unparsed(data, peer, 513, "Message Too Large")
             return
@@ -589,7 +592,9 @@ class SipEndpoint:
         dialog.cancel_timers()
         self.change(dialog.call_id, "ack-timeout", "failed", error_message="no ACK arrived for the 200 OK",
                     end_call_reason="error")
+        tx = dialog.tx
         self.send_bye(dialog, reason="no ACK for 200 OK")
+        self._end_invite_tx(tx)  # Timer L (64·T1 from the 2xx) has run out too; nothing else would end it
 
     def _final_non_2xx(self, tx: InviteTx, code: int, reason: str, extra: list[tuple[str, str]], *,
                        why: str | None = None) -> None:
@@ -621,6 +626,7 @@ class SipEndpoint:
         if tx.state is InviteState.PROCEEDING:
             self.in_progress -= 1
         tx.advance(InviteEvent.END)
+        tx.dialog = None  # the dialog (if still up) keeps its tx; the tx must not keep it: no cycle for the GC
         if self.invites.get(tx.key) is tx:
             del self.invites[tx.key]
 
@@ -707,6 +713,7 @@ class SipEndpoint:
     def _end_dialog(self, dialog: Dialog) -> None:
         dialog.advance(DialogEvent.END)
         dialog.cancel_timers()
+        dialog.tx.dialog = None  # the INVITE transaction outlives its dialog (Timer L) but need not keep it
         self.dialogs.pop(dialog.key, None)
         self.in_call.close_media(dialog)
         SIP_LIVE_DIALOGS.set(len(self.dialogs))
