@@ -39,7 +39,8 @@ class Server:
         self.port = free_port()
         # --quiet: the mock measured as a load test runs it (bench/RESULTS.md says what the console costs)
         self.proc = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--no-sip", "--http-port",
-                                      str(self.port), "--quiet", *flags], stdout=subprocess.DEVNULL,
+                                      str(self.port), "--quiet", *flags, *os.environ.get("SERVE_ARGS", "").split()],
+                                     stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

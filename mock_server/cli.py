@@ -44,9 +44,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sip-max-transactions", type=int, default=20_000,
                    help="INVITE transactions in progress (unanswered) at most; beyond it a stateless 503 with "
                         "Retry-After")
-    p.add_argument("--sip-gc-full-s", type=float, default=600.0,
-                   help="the SIP process collects all garbage when idle, or this often at the latest, never on "
-                        "Python's own schedule, which pauses it under load (0: Python's schedule)")
+    p.add_argument("--gc-full-s", type=float, default=600.0,
+                   help="each server process collects all garbage when idle, or this often at the latest, never on "
+                        "Python's own schedule, which pauses it for 0.1-0.4 s under load (0: Python's schedule)")
     p.add_argument("--sip-ring-ms", type=int, default=0, help="delay before 180 Ringing")
     p.add_argument("--sip-answer-ms", type=int, default=0, help="delay between 180 and 200 OK")
     p.add_argument("--sip-require-xei", action="store_true",

@@ -4,6 +4,7 @@ client-controlled wait has a bound, and reads that stall get a journaled 408."""
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import json
 import re
 import socket
@@ -14,6 +15,7 @@ import pytest
 import requests
 
 from mock_server import MockConfig
+from mock_server.http.front import HttpConnection
 from mock_server.http.worker import FrontThread
 from tests.contract import assert_matches
 from tests.data import AUTH, VALID_BODY
@@ -195,3 +197,28 @@ def test_malformed_http_gets_400_json(front):
     head, _, body = read_all(sock).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
     assert json.loads(body)["detail"]["category"] == "bad_request"
+
+
+def test_a_closed_connection_leaves_no_reference_cycle(front):
+    """The worker's full garbage collections wait for quiet moments (server/collector.py): a connection's
+    parser must not keep it alive until one runs."""
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(5):
+            with requests.Session() as session:
+                assert session.post(f"{front.url}/v2/prepare_inbound", json=VALID_BODY, headers=AUTH,
+                                    timeout=5).status_code == 200
+        deadline = time.monotonic() + 5
+        while any(isinstance(o, HttpConnection) and o.transport is not None for o in gc.get_objects()):
+            assert time.monotonic() < deadline, "the server did not see the clients close"
+            time.sleep(0.05)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [o for o in gc.garbage if type(o).__name__ == "HttpConnection"]
+        assert left == [], f"{len(left)} closed connections were only freed by the cycle collector"
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()

@@ -70,9 +70,10 @@ class MockConfig:
     sip_max_transactions: int = 20_000
     """INVITE transactions in progress (not yet answered) at most; beyond it INVITEs get a stateless 503
     with Retry-After. Answered ones are released on time (Timers H, I, L), so they need no cap."""
-    sip_gc_full_s: float = 600.0
-    """The SIP process runs a full garbage collection when idle, or after this long at the latest (0: Python's
-    own schedule, which pauses it 0.1-0.5 s every few seconds under load; ``server/collector.py``)."""
+    gc_full_s: float = 600.0
+    """Each server process (SIP, HTTP workers) runs a full garbage collection when idle, or after this long at
+    the latest (0: Python's own schedule, which paused the SIP process 0.1-0.4 s every two seconds under load;
+    ``server/collector.py``)."""
     sip_workers: int = 1
     """SIP processes (shards) sharing the SIP ports with SO_REUSEPORT; each has its own journal writer."""
     sip_shard: int = 0

@@ -114,6 +114,8 @@ class Front:
         self._pending: list[tuple[HttpConnection, _Answer]] = []
         self._scheduled = False
         self.connections: set[HttpConnection] = set()
+        self.requests = 0
+        """Requests read so far (the quiet-moment garbage collector watches it)."""
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)
@@ -158,6 +160,10 @@ class Front:
             conn.close()
 
 
+_NO_PARSER = httptools.HttpRequestParser(object())
+"""What a closed connection holds instead of its parser (never fed)."""
+
+
 class HttpConnection(asyncio.Protocol):
     """One client connection: parse, time out, answer in order (pipelined requests queue)."""
 
@@ -194,6 +200,9 @@ class HttpConnection(asyncio.Protocol):
         self._disarm()
         self.transport = None
         self.front.connections.discard(self)
+        # The parser holds this connection's bound callbacks: a reference cycle that only a full garbage
+        # collection would free. Nothing is parsed after the close, so let reference counting free both now.
+        self.parser = _NO_PARSER
 
     def data_received(self, data: bytes) -> None:
         if self.discard:
@@ -252,6 +261,7 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.pause_reading()
         method, url, headers, body, keep_alive, started = self.queue.popleft()
+        self.front.requests += 1
         answer = self._run_app(method, url, headers, body, keep_alive)
         answer.started = started
         self.front.deliver_after_commit(self, answer)

@@ -20,6 +20,7 @@ from mock_server.core.backend import Backend
 from mock_server.core.config import MockConfig, config_from_env
 from mock_server.http.app import create_app
 from mock_server.http.front import Front, FrontSettings
+from mock_server.server.collector import QuietCollector
 from mock_server.server.console import Console
 from mock_server.server.console import from_config as console_for
 from mock_server.server.loops import new_event_loop
@@ -40,18 +41,25 @@ def front_settings(config: MockConfig) -> FrontSettings:
 
 
 async def serve_on(sock: socket.socket, config: MockConfig, stop: asyncio.Event,
-                   on_ready: Callable[[Backend], None] | None = None, console: Console | None = None) -> None:
-    """Serve HTTP on a bound socket until ``stop`` is set."""
+                   on_ready: Callable[[Backend], None] | None = None, console: Console | None = None, *,
+                   own_process: bool = False) -> None:
+    """Serve HTTP on a bound socket until ``stop`` is set (``own_process``: the process is the worker's alone,
+    so it may take over the garbage collector's schedule)."""
     loop = asyncio.get_running_loop()
     backend = Backend(config)
     backend.store.checkpoint_in_background()
     front = Front(create_app(backend=backend), backend, front_settings(config), loop, console=console)
     server = await loop.create_server(front.protocol, sock=sock, backlog=2048, ssl=tls_context(config))
+    collector = None
+    if own_process and config.gc_full_s > 0:
+        collector = QuietCollector(loop, lambda: front.requests, config.gc_full_s).start()
     if on_ready is not None:
         on_ready(backend)
     try:
         await stop.wait()
     finally:
+        if collector is not None:
+            collector.stop()
         server.close()
         front.close()
         with contextlib.suppress(asyncio.TimeoutError):
@@ -104,7 +112,7 @@ def main(fd: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         config = config_from_env()
-        loop.run_until_complete(serve_on(sock, config, stop, console=console_for(config)))
+        loop.run_until_complete(serve_on(sock, config, stop, console=console_for(config), own_process=True))
     finally:
         loop.close()
 

@@ -95,9 +95,9 @@ async def _serve_forever(config: MockConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     collector = None
-    if config.sip_gc_full_s > 0:
+    if config.gc_full_s > 0:
         endpoint = server.endpoint
-        collector = QuietCollector(loop, lambda: endpoint.received, config.sip_gc_full_s).start()
+        collector = QuietCollector(loop, lambda: endpoint.received, config.gc_full_s).start()
     print(f"synthflow-mock SIP: {server.describe()}", file=sys.stderr, flush=True)
     await stop.wait()
     if collector is not None:
