@@ -8,7 +8,8 @@ Each call is what ``bench/sip_bench.py`` places with SIPp: INVITE with ``X-EI: S
 to a list, and its journal batches are kept; then the same batches are written to a SQLite file the way
 the writer process does. Prints the process time per call of both (min and median of several runs):
 steadier than SIPp on a shared machine, so it is the figure to compare before and after a change to the
-SIP hot path. (Sockets, the kernel and SIPp's side are not in it: see ``bench/sip_bench.py``.)
+SIP hot path. (Sockets, the kernel and SIPp's side are not in it: see ``bench/sip_bench.py``.) Run it with
+``PROMETHEUS_MULTIPROC_DIR`` set to an empty directory to count metrics as the standalone server does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import cProfile
+import gc
 import os
 import pstats
 import statistics
@@ -27,6 +29,7 @@ import uuid
 from mock_server.core import calls
 from mock_server.core.config import MockConfig
 from mock_server.core.store import Store
+from mock_server.server.collector import NEVER
 from mock_server.sip.peer import Peer
 from mock_server.sip.sink import Batch
 from mock_server.sip.timers import ManualClock, Timers
@@ -147,6 +150,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the endpoint's top functions by own time")
     args = parser.parse_args()
     config = MockConfig(media=False, sip_flush_ms=5)
+    gc.collect()  # the garbage collector as the standalone server sets it (server/collector.py)
+    gc.freeze()
+    gc.set_threshold(gc.get_threshold()[0], gc.get_threshold()[1], NEVER)
     profile = cProfile.Profile() if args.profile else None
     endpoint_s: list[float] = []
     writer_s: list[float] = []
