@@ -1,7 +1,7 @@
 """The HTTP runtime under waiting: latency, slow answers, stalled clients, worker scaling (issue #11).
 
     .venv/bin/python bench/http_runtime.py            # every scenario, about 2 minutes
-    .venv/bin/python bench/http_runtime.py stalled    # one of: zero latency50 latency500 slow stalled rate workers
+    .venv/bin/python bench/http_runtime.py stalled    # or: zero latency50 latency500 slow slow_fixed rate workers
 
 Each scenario starts ``synthflow-mock serve --no-sip`` on 127.0.0.1, drives it with wrk (closed loop)
 or hey (fixed rate), reads the CPU of the server's processes from /proc, prints one line, and stops
@@ -176,15 +176,17 @@ def _feeder_process(port: int, rate: float, secs: float, out: Any) -> None:
     out.put(done[0])
 
 
-def _with_slow_feed(server: Server, slow_rate: float) -> tuple[dict[str, float], int]:
-    """wrk for 10 s while slow requests arrive at ``slow_rate``; (wrk's result, slow requests answered)."""
+def _with_slow_feed(server: Server, slow_rate: float,
+                    measure: Any = None) -> tuple[dict[str, float], int]:
+    """``measure`` (default: wrk -c16 for 10 s) while slow requests arrive at ``slow_rate``; (its result,
+    slow requests answered)."""
     import multiprocessing
 
     results: Any = multiprocessing.Queue()
     feeder = multiprocessing.Process(target=_feeder_process, args=(server.port, slow_rate, 13, results))
     feeder.start()
     time.sleep(3)  # the slow requests are in flight by now
-    fast = wrk(server.url, 16, 10)
+    fast = measure() if measure is not None else wrk(server.url, 16, 10)
     slow_done = results.get(timeout=60)
     feeder.join(10)
     return fast, slow_done
@@ -206,6 +208,21 @@ def slow() -> str:
     share = slow_done / 13 / (slow_done / 13 + fast["rps"]) * 100
     return (f"slow 2000 ms on {share:.0f} % of requests ({slow_rate:.0f}/s, evenly spaced): the others "
             f"{fast['rps']:.0f} req/s, p99 {fast['p99_ms']:.1f} ms (alone: p99 {alone['p99_ms']:.1f} ms; goal <= 10)")
+
+
+def slow_fixed() -> str:
+    """The others at a fixed 2,000 req/s (hey -c16), alone and then with slow requests at a ninth of that
+    (10 % of all): what slow answers cost the others, apart from how saturated wrk makes the machine."""
+    server = Server()
+    try:
+        alone = hey(server.url, 2000, 10)
+        if not alone:
+            return "slow at a fixed rate: hey is not installed (apt-get install hey)"
+        mixed, slow_done = _with_slow_feed(server, 2000 / 9, lambda: hey(server.url, 2000, 10))
+    finally:
+        server.stop()
+    return (f"slow 2000 ms at {2000 / 9:.0f}/s beside 2000 req/s (hey -c16, 10 s): the others {mixed['rps']:.0f} "
+            f"req/s, p99 {mixed['p99_ms']:.2f} ms; alone p99 {alone['p99_ms']:.2f} ms; {slow_done} slow answered")
 
 
 def stalled(count: int = 1000) -> str:
@@ -273,8 +290,8 @@ def workers() -> str:
     return "CPU per request at 2000 req/s: " + "; ".join(parts) + " (goal: within 15 %)"
 
 
-SCENARIOS = {"zero": zero, "latency50": latency50, "latency500": latency500, "slow": slow, "stalled": stalled,
-             "rate": rate, "workers": workers}
+SCENARIOS = {"zero": zero, "latency50": latency50, "latency500": latency500, "slow": slow,
+             "slow_fixed": slow_fixed, "stalled": stalled, "rate": rate, "workers": workers}
 
 
 def main() -> None:
