@@ -51,7 +51,9 @@ class Recorder:
         self._rows: list[tuple[Any, ...]] = []
         self._events: list[CallEvent] = []
         self._flush_scheduled = False
-        self._local_text: dict[tuple[str, int], str] = {}
+        self._addr_texts: dict[tuple[str, int], str] = {}
+        self._counts: dict[Any, int] = {}
+        """Metric increments not yet added (see ``_count``)."""
 
     def message(self, direction: str, peer: Peer, data: bytes, first_line: str, *, call_id: str | None,
                 sip_call_id: str | None, decision: str | None = None, reason: str | None = None,
@@ -64,32 +66,43 @@ class Recorder:
             self.console.line("sip", what=first_line[8:], call_id=call_id)  # once per transaction
         limit = self.body_limit
         extra = {"raw_truncated": True, "raw_bytes": len(data)} if len(data) > limit else None
-        local = self._local_text.get(peer.local)
-        if local is None:
-            local = self._local_text[peer.local] = format_addr(peer.local)
         self._rows.append(sip_journal_row(
             time.time(), call_id, redact_sip(data[:limit].decode("utf-8", "replace"), self.salt), direction,
-            peer.transport, local,
-            format_addr(to or peer.remote), first_line, sip_call_id, decision, reason, extra))
-        self._schedule_flush()
+            peer.transport, self._addr_text(peer.local), self._addr_text(to or peer.remote), first_line,
+            sip_call_id, decision, reason, extra))
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    def _addr_text(self, addr: tuple[str, int]) -> str:
+        """``host:port`` of an address, made once per address (bounded: a flood from many ports clears it)."""
+        text = self._addr_texts.get(addr)
+        if text is None:
+            if len(self._addr_texts) >= 10_000:
+                self._addr_texts.clear()
+            text = self._addr_texts[addr] = format_addr(addr)
+        return text
 
     def _count(self, direction: str, first_line: str, decision: str | None) -> None:
-        """SIP metrics: requests in by method, responses out by code, retransmissions either way."""
+        """SIP metrics: requests in by method, responses out by code, retransmissions either way.
+
+        Counted here and added to the metrics with each batch (``_take``): an increment of a multiprocess
+        metric takes a lock, a getpid() and a write to its file, and a call has seven messages."""
         if decision == "retransmission":
-            self._retransmitted[direction].inc()
-            return
-        if direction == "in" and not first_line.startswith("SIP/"):
+            counter = self._retransmitted[direction]
+        elif direction == "in" and not first_line.startswith("SIP/"):
             method = first_line.split(" ", 1)[0]
             counter = self._requests.get(method)
             if counter is None:
                 counter = self._requests[method] = metrics.SIP_REQUESTS.labels(method if len(method) < 16 else "other")
-            counter.inc()
         elif direction == "out" and first_line.startswith("SIP/2.0 "):
             code = first_line[8:11]
             counter = self._responses.get(code)
             if counter is None:
                 counter = self._responses[code] = metrics.SIP_RESPONSES.labels(code)
-            counter.inc()
+        else:
+            return
+        counts = self._counts
+        counts[counter] = counts.get(counter, 0) + 1
 
     def change(self, call_id: str | None, event: str, status: str | None = None, *,
                detail: dict[str, Any] | None = None, **fields: Any) -> None:
@@ -119,6 +132,10 @@ class Recorder:
 
     def _take(self) -> tuple[list[tuple[Any, ...]], list[CallEvent]] | None:
         self._flush_scheduled = False
+        if self._counts:
+            for counter, count in self._counts.items():
+                counter.inc(count)
+            self._counts.clear()
         rows, events = self._rows, self._events
         if not rows and not events:
             return None
