@@ -176,3 +176,21 @@ def test_caps_count_attempts_in_a_sliding_window(store):
     assert [store.reserve_limits(keys, f"x{n}", hold_s=60, count_attempt=True, now=100.0 + n / 10) is None
             for n in range(3)] == [True, True, False]
     assert store.reserve_limits(keys, "x9", hold_s=60, count_attempt=True, now=101.15) is None
+
+
+def test_a_large_bound_is_enforced_in_small_steps(tmp_path, monkeypatch):
+    """Evicting a sixteenth of a large bound at once held a commit (and every writer behind the file lock)
+    for 76 ms at the default 100,000 calls; each step is capped, so the table overshoots by at most a step."""
+    monkeypatch.setattr("mock_server.core.store._Bound.MAX_STEP", 8)
+    store = Store(str(tmp_path / "state.sqlite3"), calls_limit=1_000)
+    evicted_before, steps = 0, []
+    for _ in range(150):
+        store.write([Write({"time": time.time(), "kind": "http"}, calls.new_call(VALID_BODY, os.urandom(8).hex(), 0))
+                     for _ in range(10)])
+        counters = store.counters()
+        if counters["calls_evicted"] > evicted_before:
+            steps.append(counters["calls_evicted"] - evicted_before)
+            evicted_before = counters["calls_evicted"]
+        assert counters["calls"] <= 1_000 + 8 + 10
+    assert evicted_before == 500 and steps and max(steps) <= 8 + 10
+    store.close()

@@ -574,15 +574,19 @@ class _Bound:
     """One table's bounds, by rows and by bytes, and when to enforce them.
 
     Enforcing costs reads (and, once full, a delete) per commit. So this process enforces a bound
-    after a sixteenth of it was written since its last check: a table may hold up to a sixteenth
-    more per writing process before its oldest rows go. Small bounds (under 32 rows) are checked on
-    every write, so they hold exactly. Bytes are the text of each row (its JSON or raw message), kept
-    as a running total in ``counters``; evictions of either kind are counted.
+    after a sixteenth of it, or ``MAX_STEP`` rows, was written since its last check, whichever is
+    less: a table may hold that much more per writing process before its oldest rows go. The cap
+    keeps each eviction small: deleting a sixteenth of the default 100,000 calls at once held the
+    commit (and every other writer, behind the file lock) for 76 ms. Small bounds (under 32 rows)
+    are checked on every write, so they hold exactly. Bytes are the text of each row (its JSON or
+    raw message), kept as a running total in ``counters``; evictions of either kind are counted.
     """
+
+    MAX_STEP = 256
 
     def __init__(self, table: str, size_sql: str, rows: int, max_bytes: int, cleanup: str | None = None) -> None:
         self.table, self.size_sql, self.rows, self.max_bytes, self.cleanup = table, size_sql, rows, max_bytes, cleanup
-        self.every = max(1, rows // 16) if rows >= 32 else 1
+        self.every = min(max(1, rows // 16), self.MAX_STEP) if rows >= 32 else 1
         self.every_bytes = max(1, max_bytes // 16)
         self.written = 0
         self.pending_bytes = 0
