@@ -56,7 +56,7 @@ class SipMessage:
     headers: list[tuple[str, str]] = field(default_factory=list)
     """(lower-case canonical name, value), in arrival order; list headers split into one entry per value."""
     body: bytes = b""
-    deviations: list[str] = field(default_factory=list)
+    deviations: tuple[str, ...] = ()
     _index: dict[str, tuple[str, ...]] | None = field(default=None, repr=False, compare=False)
     """Values by name. Tuples, not lists: once the GC has seen them they are untracked, and so is this dict,
     so a transaction kept for Timer L costs a full collection a few objects, not fifteen."""
@@ -158,17 +158,17 @@ def parse_head(head: bytes, msg: SipMessage) -> None:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         text = head.decode("utf-8", "replace")
-        msg.deviations.append("invalid UTF-8 in the header block")
+        msg.deviations += ("invalid UTF-8 in the header block",)
     if "\r\n" in text:
         if "\n" in text.replace("\r\n", ""):
-            msg.deviations.append("mixed CRLF and bare LF line ends")
+            msg.deviations += ("mixed CRLF and bare LF line ends",)
             text = text.replace("\r\n", "\n")
             lines = text.split("\n")
         else:
             lines = text.split("\r\n")
     else:
         if "\n" in text:
-            msg.deviations.append("bare LF line ends")
+            msg.deviations += ("bare LF line ends",)
         lines = text.split("\n")
     _parse_start_line(lines[0].strip("\r"), msg)
     header_lines = lines[1:]

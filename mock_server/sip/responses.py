@@ -38,8 +38,10 @@ def build_response(req: SipMessage, peer: Peer, code: int, reason: str, *, to_ta
     return serialize(status_line, headers, body), status_line
 
 
-def _response_base(req: SipMessage, peer: Peer) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str, bool]:
-    """The headers every response to ``req`` copies, computed once per request."""
+def _response_base(req: SipMessage, peer: Peer) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...],
+                                                         str, bool]:
+    """The headers every response to ``req`` copies, computed once per request (tuples: a request kept for
+    Timer L then costs the garbage collector nothing for them)."""
     if req.response_base is None:
         before: list[tuple[str, str]] = []
         vias = req.get_all("via")
@@ -51,7 +53,7 @@ def _response_base(req: SipMessage, peer: Peer) -> tuple[list[tuple[str, str]], 
         after = [(name, req.get(key) or "") for name, key in (("Call-ID", "call-id"), ("CSeq", "cseq"))
                  if req.get(key)]
         to_value = req.get("to") or ""
-        req.response_base = (before, after, to_value, tag_of(to_value) is not None)
+        req.response_base = (tuple(before), tuple(after), to_value, tag_of(to_value) is not None)
     return req.response_base
 
 

@@ -116,6 +116,10 @@ class SipEndpoint:
         self.invites: dict[TxKey, InviteTx] = {}
         self.dialogs: dict[DialogKey, Dialog] = {}
         self.answers = AnswerCache()
+        # Bound once: a timer per call then holds these, not a new bound-method object each (fewer objects
+        # for the garbage collector in the tens of thousands of transactions Timer L keeps).
+        self._end_invite_tx_cb = self._end_invite_tx
+        self._forget_answer = self.answers.forget
         self.received = 0
         """Messages received so far (the quiet-moment garbage collector watches it)."""
         self.in_progress = 0
@@ -611,7 +615,7 @@ class SipEndpoint:
             SIP_LIVE_DIALOGS.set(len(self.dialogs))
         if not tx.peer.reliable:  # Timer G, then H
             tx.timers.append(self.timers.call_later(self.t1, self._retransmit_final, tx, self.t1))
-        tx.timers.append(self._expiry.call_later(self._end_invite_tx, tx))
+        tx.timers.append(self._expiry.call_later(self._end_invite_tx_cb, tx))
 
     def _retransmit_final(self, tx: InviteTx, interval: float) -> None:
         if tx.state is not InviteState.COMPLETED or tx.last_response is None:
@@ -650,7 +654,7 @@ class SipEndpoint:
         tx.last_response = self._send_response(msg, peer, to, 200, "OK", extra=[
             ("Contact", f"<sip:synthflow@{peer.local[0]}:{peer.local[1]}>"), ("Content-Type", "application/sdp")],
             body=body, call_id=dialog.call_id)
-        tx.timers.append(self._expiry.call_later(self._end_invite_tx, tx))
+        tx.timers.append(self._expiry.call_later(self._end_invite_tx_cb, tx))
 
     # -- ACK, BYE, CANCEL -------------------------------------------------------------------
     def _on_ack(self, msg: SipMessage, data: bytes, peer: Peer) -> None:
@@ -676,7 +680,7 @@ class SipEndpoint:
             dialog.advance(DialogEvent.ACK)
             dialog.cancel_timers()
             # Keep the INVITE transaction a while to absorb retransmitted INVITEs (RFC 6026 Timer L).
-            dialog.tx.timers.append(self._expiry.call_later(self._end_invite_tx, dialog.tx))
+            dialog.tx.timers.append(self._expiry.call_later(self._end_invite_tx_cb, dialog.tx))
             self.change(dialog.call_id, "acknowledged", "in-progress")
             if dialog.rtp_timeout is not None and dialog.media is not None:
                 first_check = min(1.0, dialog.rtp_timeout)
@@ -783,7 +787,7 @@ class SipEndpoint:
         # Timer J: answer retransmissions from this cache for 64·T1 over UDP (0 over TCP).
         if not peer.reliable:
             self.answers.put(key, sent)
-            self._expiry.call_later(self.answers.forget, key)
+            self._expiry.call_later(self._forget_answer, key)
 
     # -- the mock's own requests (BYE) ------------------------------------------------------
     def _on_response(self, msg: SipMessage, data: bytes, peer: Peer) -> None:
