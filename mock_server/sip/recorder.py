@@ -35,19 +35,26 @@ def _is_final(first_line: str) -> bool:
 
 class Recorder:
     def __init__(self, sink: Sink, schedule: Callable[[float, Callable[[], None]], Any], *, body_limit: int,
-                 flush_interval: float, salt: str = "", console: Console | None = None) -> None:
+                 flush_interval: float, salt: str = "", console: Console | None = None,
+                 from_any_thread: Callable[..., Any] | None = None) -> None:
         self.sink = sink
         self.salt = salt
         self.console = console
         self.paused = False
+        """Set while the mock answers its own readiness probe: nothing of it is journaled or printed."""
         self._requests: dict[str, Any] = {}
         self._responses: dict[str, Any] = {}
         self._retransmitted = {d: metrics.SIP_RETRANSMISSIONS.labels(d) for d in ("in", "out")}
-        """Set while the mock answers its own readiness probe: nothing of it is journaled or printed."""
         self._schedule = schedule
+        self._from_any_thread = from_any_thread
+        """Runs a callable on the endpoint's thread (``loop.call_soon_threadsafe``); the store's
+        acknowledgements arrive on the writer's threads. None: statuses are only forgotten at the bound."""
         self.body_limit = body_limit
         self.flush_interval = flush_interval
         self.call_states: OrderedDict[str, str] = OrderedDict()
+        """Statuses not yet in the store (and, without ``from_any_thread``, up to STATUS_MEMORY newest)."""
+        self._settling: dict[str, str] = {}
+        """Statuses set since the last batch: once that batch is stored, the store answers for them."""
         self._rows: list[tuple[Any, ...]] = []
         self._events: list[CallEvent] = []
         self._flush_scheduled = False
@@ -118,6 +125,7 @@ class Recorder:
             states.move_to_end(call_id)
             while len(states) > STATUS_MEMORY:
                 states.popitem(last=False)
+            self._settling[call_id] = status
         self._events.append(CallEvent(call_id, int(time.time() * 1000), event, status, detail, fields or None))
         self._schedule_flush()
 
@@ -144,12 +152,41 @@ class Recorder:
 
     def _flush_in_background(self) -> None:
         batch = self._take()
-        if batch is not None:
+        if batch is None:
+            return
+        if self._settling:
+            self._forget_once_stored(self.sink.submit(batch))
+        else:
             self.sink.send(batch)
 
     def flush(self) -> concurrent.futures.Future[None]:
         """Queue everything recorded so far; the future is done once it is in the store."""
-        return self.sink.submit(self._take())
+        stored = self.sink.submit(self._take())
+        if self._settling:
+            self._forget_once_stored(stored)
+        return stored
+
+    def _forget_once_stored(self, stored: concurrent.futures.Future[None]) -> None:
+        """When ``stored`` is done, drop the statuses of this batch that nothing has changed since: the store
+        has them now. Keeps the status memory to the calls in flight instead of the last 200,000."""
+        settled, self._settling = self._settling, {}
+        run_here = self._from_any_thread
+        if run_here is None:
+            return
+
+        def done(future: concurrent.futures.Future[None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                return  # not stored: the statuses stay until the bound
+            with contextlib.suppress(RuntimeError):  # the loop closed while the writer finished
+                run_here(self._forget, settled)
+
+        stored.add_done_callback(done)
+
+    def _forget(self, settled: dict[str, str]) -> None:
+        states = self.call_states
+        for call_id, status in settled.items():
+            if states.get(call_id) == status:
+                del states[call_id]
 
     def close(self) -> None:
         # If the writer is gone or stuck, stopping must still finish.

@@ -255,6 +255,8 @@ class ProcessSink:
                 self._waiting[token] = future
             else:
                 future.set_result(None)
+        if len(self._unacked) > MAX_UNACKED:
+            self._status_changed()
         return future
 
     def send(self, batch: Batch) -> None:

@@ -128,7 +128,8 @@ class SipEndpoint:
         self.client_txs: dict[str, ClientTx] = {}
         self.recorder = Recorder(sink or ThreadSink(store), self.timers.call_later,
                                  body_limit=config.journal_body_limit, flush_interval=config.sip_flush_ms / 1000,
-                                 salt=config.redaction_salt, console=console)
+                                 salt=config.redaction_salt, console=console,
+                                 from_any_thread=self.loop.call_soon_threadsafe)
         self._record = self.recorder.message
         self.books = BookCache(store)
         self.webhooks = webhooks
