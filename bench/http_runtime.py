@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,7 @@ def _feeder_process(port: int, rate: float, secs: float, out: Any) -> None:
 
 
 def _with_slow_feed(server: Server, slow_rate: float,
-                    measure: Any = None) -> tuple[dict[str, float], int]:
+                    measure: Callable[[], dict[str, float]] | None = None) -> tuple[dict[str, float], int]:
     """``measure`` (default: wrk -c16 for 10 s) while slow requests arrive at ``slow_rate``; (its result,
     slow requests answered)."""
     import multiprocessing

@@ -20,7 +20,7 @@ from mock_server.core.backend import Backend
 from mock_server.core.config import MockConfig, config_from_env
 from mock_server.http.app import create_app
 from mock_server.http.front import Front, FrontSettings
-from mock_server.server.collector import QuietCollector
+from mock_server.server.collector import quiet_collections
 from mock_server.server.console import Console
 from mock_server.server.console import from_config as console_for
 from mock_server.server.loops import new_event_loop
@@ -50,16 +50,12 @@ async def serve_on(sock: socket.socket, config: MockConfig, stop: asyncio.Event,
     backend.store.checkpoint_in_background()
     front = Front(create_app(backend=backend), backend, front_settings(config), loop, console=console)
     server = await loop.create_server(front.protocol, sock=sock, backlog=2048, ssl=tls_context(config))
-    collector = None
-    if own_process and config.gc_full_s > 0:
-        collector = QuietCollector(loop, lambda: front.requests, config.gc_full_s).start()
     if on_ready is not None:
         on_ready(backend)
     try:
-        await stop.wait()
+        with quiet_collections(loop, lambda: front.requests, config.gc_full_s if own_process else 0):
+            await stop.wait()
     finally:
-        if collector is not None:
-            collector.stop()
         server.close()
         front.close()
         with contextlib.suppress(asyncio.TimeoutError):

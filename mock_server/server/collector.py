@@ -20,9 +20,10 @@ it is young. A full collection only catches cycles that rarer paths make.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from mock_server.metrics import GC_FULL
 
@@ -40,12 +41,13 @@ class QuietCollector:
         self.last_full = time.monotonic()
         self._seen = -1
         self._timer: asyncio.TimerHandle | None = None
+        self._thresholds = gc.get_threshold()
 
     def start(self) -> QuietCollector:
         gc.collect()
         gc.freeze()  # what start-up made (modules, tables, templates) is never visited again
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, NEVER)
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(self._thresholds[0], self._thresholds[1], NEVER)
         self._timer = self.loop.call_later(self.idle_s, self._tick)
         return self
 
@@ -57,18 +59,29 @@ class QuietCollector:
         self._seen = seen
         self._timer = self.loop.call_later(self.idle_s, self._tick)
 
-    def collect(self, why: str) -> float:
-        """One full collection now; returns how long it stopped the process (seconds)."""
-        started = time.perf_counter()
+    def collect(self, why: str) -> None:
+        """One full collection now."""
         gc.collect()
-        took = time.perf_counter() - started
         self.last_full = time.monotonic()
         GC_FULL.labels(why).inc()
-        return took
 
     def stop(self) -> None:
+        """Give the collector's schedule back to Python."""
         if self._timer is not None:
             self._timer.cancel()
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, 10)
+        gc.set_threshold(*self._thresholds)
         gc.unfreeze()
+
+
+@contextlib.contextmanager
+def quiet_collections(loop: asyncio.AbstractEventLoop, activity: Callable[[], int], every_s: float) -> Iterator[None]:
+    """A server process's main wait: full collections at quiet moments inside it (``every_s`` 0: Python's
+    own schedule, ``--gc-full-s 0``)."""
+    if every_s <= 0:
+        yield
+        return
+    collector = QuietCollector(loop, activity, every_s).start()
+    try:
+        yield
+    finally:
+        collector.stop()

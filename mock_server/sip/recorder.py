@@ -77,8 +77,7 @@ class Recorder:
             time.time(), call_id, redact_sip(data[:limit].decode("utf-8", "replace"), self.salt), direction,
             peer.transport, self._addr_text(peer.local), self._addr_text(to or peer.remote), first_line,
             sip_call_id, decision, reason, extra))
-        if not self._flush_scheduled:
-            self._schedule_flush()
+        self._schedule_flush()
 
     def _addr_text(self, addr: tuple[str, int]) -> str:
         """``host:port`` of an address, made once per address (bounded: a flood from many ports clears it)."""

@@ -11,7 +11,7 @@ import threading
 from mock_server.agents.book import BookCache
 from mock_server.core.config import MockConfig, config_from_env
 from mock_server.core.store import Store
-from mock_server.server.collector import QuietCollector
+from mock_server.server.collector import quiet_collections
 from mock_server.server.console import from_config as console_for
 from mock_server.server.loops import new_event_loop
 from mock_server.sip.shard_routing import ShardRouter
@@ -94,14 +94,10 @@ async def _serve_forever(config: MockConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    collector = None
-    if config.gc_full_s > 0:
-        endpoint = server.endpoint
-        collector = QuietCollector(loop, lambda: endpoint.received, config.gc_full_s).start()
     print(f"synthflow-mock SIP: {server.describe()}", file=sys.stderr, flush=True)
-    await stop.wait()
-    if collector is not None:
-        collector.stop()
+    endpoint = server.endpoint
+    with quiet_collections(loop, lambda: endpoint.received, config.gc_full_s):
+        await stop.wait()
     await server.close()
     store.close()
 

@@ -255,13 +255,16 @@ class ProcessSink:
                 self._waiting[token] = future
             else:
                 future.set_result(None)
-        if len(self._unacked) > MAX_UNACKED:
-            self._status_changed()
+        self._note_backlog()
         return future
 
     def send(self, batch: Batch) -> None:
         """Queue a batch (the hot path); it is kept until the writer acknowledges it."""
         self._enqueue(batch)
+        self._note_backlog()
+
+    def _note_backlog(self) -> None:
+        """Tell the endpoint when too many batches wait for the writer (``failure`` then refuses calls)."""
         if len(self._unacked) > MAX_UNACKED:
             self._status_changed()
 
