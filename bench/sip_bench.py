@@ -7,9 +7,9 @@ For each rate: pre-register rate·secs call ids through the HTTP admin API
 (``POST /_mock/prepare_bulk``), then SIPp places that many full calls (INVITE with
 ``X-EI: S.<id>;``, 100, 180, 200, ACK, 100 ms, BYE, 200) at that rate. Reports
 successful and failed calls, INVITE→200 response times (p50/p99, from SIPp's
-``-trace_rtt``), the CPU used by the SIP event-loop process and by its journal
-writer process, and UDP receive buffer errors. The headline is the highest clean rate: no failed call, no UDP drop,
-and p99 within 200 ms (so SIPp's retransmissions did not rescue the run).
+``-trace_rtt``), the CPU used by the SIP event-loop processes (all shards) and by their journal
+writer processes, the CPU of SIPp (the UAC) and UDP receive buffer errors. The headline is the highest
+clean rate: no failed call, no UDP drop, and p99 within 200 ms (so SIPp's retransmissions did not rescue the run).
 Needs ``sipp`` (Debian package sip-tester). Loopback only.
 """
 
@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -50,14 +51,17 @@ def ticks(pid: int) -> int:
         return 0
 
 
-def find_pid(pattern: str) -> int | None:
+def find_pids(pattern: str) -> list[int]:
+    """Every process whose command line contains ``pattern`` (each SIP shard is one)."""
+    pids = []
     for path in glob.glob("/proc/[0-9]*/cmdline"):
         try:
             with open(path, "rb") as f:
                 if pattern.encode() in f.read():
-                    return int(path.split("/")[2])
+                    pids.append(int(path.split("/")[2]))
         except OSError:
             pass
+    return sorted(pids)
     return None
 
 
@@ -75,7 +79,7 @@ def percentile(values: list[float], pct: float) -> float:
     return values[min(len(values) - 1, round(pct / 100 * (len(values) - 1)))]
 
 
-def run_rate(http: str, sip_port: int, sip_pid: int, rate: int, secs: int, transport: str, work: Path) -> dict:
+def run_rate(http: str, sip_port: int, sip_pids: list[int], rate: int, secs: int, transport: str, work: Path) -> dict:
     total = rate * secs
     ids: list[str] = []
     while len(ids) < total:
@@ -91,13 +95,20 @@ def run_rate(http: str, sip_port: int, sip_pid: int, rate: int, secs: int, trans
            "-recv_timeout", "10000", "-trace_stat", "-stf", str(stat), "-fd", "1", "-trace_rtt",
            "-rtt_freq", str(max(1, min(1000, total // 10))),
            "-buff_size", "4194304"]
+    if transport.endswith("n"):  # a socket per call: stay under the open-files limit
+        cmd += ["-max_socket", "15000"]
     udp0 = udp_errors()
-    writer = children(sip_pid)  # the journal writer process
-    sip0, w0, t0 = ticks(sip_pid), sum(ticks(p) for p in writer), time.monotonic()
+    writers = [w for pid in sip_pids for w in children(pid)]  # each shard's journal writer process
+    sip0, w0, t0 = sum(ticks(p) for p in sip_pids), sum(ticks(p) for p in writers), time.monotonic()
+    sipp0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=secs + 90)
     wall = time.monotonic() - t0
-    sip_cpu = (ticks(sip_pid) - sip0) / os.sysconf("SC_CLK_TCK")
-    writer_cpu = (sum(ticks(p) for p in writer) - w0) / os.sysconf("SC_CLK_TCK")
+    sipp1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sipp_cpu = (sipp1.ru_utime + sipp1.ru_stime) - (sipp0.ru_utime + sipp0.ru_stime)
+    if proc.returncode not in (0, 1) or not stat.exists():
+        print(f"# sipp exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-400:]}", file=sys.stderr)
+    sip_cpu = (sum(ticks(p) for p in sip_pids) - sip0) / os.sysconf("SC_CLK_TCK")
+    writer_cpu = (sum(ticks(p) for p in writers) - w0) / os.sysconf("SC_CLK_TCK")
     rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";")) if stat.exists() else []
     last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
     rtts: list[float] = []
@@ -112,6 +123,7 @@ def run_rate(http: str, sip_port: int, sip_pid: int, rate: int, secs: int, trans
         "rtt_p50_ms": round(percentile(rtts, 50), 2), "rtt_p90_ms": round(percentile(rtts, 90), 2),
         "rtt_p99_ms": round(percentile(rtts, 99), 2), "rtt_max_ms": round(max(rtts, default=float("nan")), 2),
         "sip_cpu_pct": round(100 * sip_cpu / wall, 1), "writer_cpu_pct": round(100 * writer_cpu / wall, 1),
+        "sipp_cpu_pct": round(100 * sipp_cpu / wall, 1),
         "wall_s": round(wall, 1),
         "udp_rcvbuf_errors": udp_errors() - udp0,
     }
@@ -152,20 +164,20 @@ def main() -> int:
             except OSError:
                 time.sleep(0.1)
         time.sleep(0.5)
-        sip_pid = find_pid("mock_server.sip.runner")
-        assert sip_pid, "SIP process not found"
+        sip_pids = find_pids("mock_server.sip.runner")
+        assert sip_pids, "SIP process not found"
         print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {platform.node()} nproc={os.cpu_count()} "
               f"transport={args.transport} secs={args.secs}")
         print(f"{'rate':>6} {'calls':>7} {'ok':>7} {'failed':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
               f"{'max ms':>7} {'SIP cpu%':>8} "
-              f"{'writer%':>7} {'rcvbuf err':>10}")
+              f"{'writer%':>7} {'SIPp%':>6} {'rcvbuf err':>10}")
         results = []
         for rate in args.rates:
-            r = run_rate(http, sip_port, sip_pid, rate, args.secs, args.transport, work)
+            r = run_rate(http, sip_port, sip_pids, rate, args.secs, args.transport, work)
             results.append(r)
             print(f"{r['rate']:>6} {r['calls']:>7} {r['successful']:>7} {r['failed']:>6} {r['rtt_p50_ms']:>7} "
                   f"{r['rtt_p90_ms']:>7} {r['rtt_p99_ms']:>7} {r['rtt_max_ms']:>7} {r['sip_cpu_pct']:>8} "
-                  f"{r['writer_cpu_pct']:>7} {r['udp_rcvbuf_errors']:>10}",
+                  f"{r['writer_cpu_pct']:>7} {r['sipp_cpu_pct']:>6} {r['udp_rcvbuf_errors']:>10}",
                   flush=True)
             post(f"{http}/_mock/reset", {})
         clean = [r["rate"] for r in results if r["failed"] == 0 and r["successful"] == r["calls"]
