@@ -26,6 +26,7 @@ from mock_server.core.config import CONFIG_ENV, MockConfig, to_json
 from mock_server.core.store import Store
 from mock_server.redis_store.urls import describe, is_redis_url
 from mock_server.server import claims
+from mock_server.server.scratch import scratch_parent
 from mock_server.server.supervisor import ChildSpec, Supervisor
 
 
@@ -145,8 +146,10 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
     config = replace(config, allowed_hosts=(*LOCAL_NAMES, host, *(config.allowed_hosts or ())))
     tmpdir = None
     shared_store = is_redis_url(config.store_path)  # other instances may share it: no claim, no file
+    # Room for the store at its bounds, with its indexes and write-ahead log.
+    scratch = scratch_parent(2 * (config.calls_max_bytes + config.journal_max_bytes) + 2**27)
     if config.store_path == ":memory:":
-        tmpdir = tempfile.mkdtemp(prefix="synthflow-mock-")
+        tmpdir = tempfile.mkdtemp(prefix="synthflow-mock-", dir=scratch)
         config = replace(config, store_path=os.path.join(tmpdir, "state.sqlite3"))
     elif shared_store and not config.media_dir:  # recordings: one directory for the SIP and HTTP processes
         tmpdir = tempfile.mkdtemp(prefix="synthflow-mock-")
@@ -167,7 +170,8 @@ def serve(config: MockConfig, *, host: str = "127.0.0.1", http_port: int = 8080,
             shutil.rmtree(tmpdir, ignore_errors=True)
         raise
     http_port = listeners[0].getsockname()[1]
-    metrics_dir = tempfile.mkdtemp(prefix="synthflow-mock-metrics-")  # prometheus-client's multiprocess files
+    # prometheus-client's multiprocess files
+    metrics_dir = tempfile.mkdtemp(prefix="synthflow-mock-metrics-", dir=scratch)
     made_dirs = [metrics_dir]
     if sip and config.sip_workers > 1:  # the shards' routing sockets
         made_dirs.append(tempfile.mkdtemp(prefix="synthflow-mock-shards-"))
