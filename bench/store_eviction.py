@@ -1,7 +1,7 @@
 """How long group commits take once the calls bound is reached, by eviction step.
 
-    .venv/bin/python bench/store_eviction.py                 # steps of 128, 256 (the default), 1,024, 6,250
-    .venv/bin/python bench/store_eviction.py --steps 256 --commits 4000
+    .venv/bin/python bench/store_eviction.py                 # steps of 32 (the default), 256, 1,024, 6,250
+    .venv/bin/python bench/store_eviction.py --steps 32 --commits 4000
 
 Writes ``--commits`` group commits of 50 prepares each into a SQLite file store with the default bound
 of 100,000 calls, the way an HTTP worker does under load, and prints the median, p99 and slowest commit
@@ -48,7 +48,7 @@ def run(step: int, commits: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, nargs="+", default=[128, 256, 1024, LIMIT // 16])
+    parser.add_argument("--steps", type=int, nargs="+", default=[32, 256, 1024, LIMIT // 16])
     parser.add_argument("--commits", type=int, default=3000)
     args = parser.parse_args()
     default = _Bound.MAX_STEP
