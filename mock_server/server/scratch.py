@@ -2,8 +2,8 @@
 
 Under load the state file's write-ahead log takes about 100 MB of page writes a second (each request
 dirties a few random index pages). On a disk the kernel writes all of that back, and its writeback
-stalls the writers: under ``wrk`` the slowest answers went from 13-25 ms with the file in RAM to
-57-84 ms on ext4 (bench/RESULTS.md). The state is thrown away on exit anyway, so it goes to a RAM-backed
+stalls the writers: under ``wrk -c16`` the p99 was 24-41 ms on ext4 against 6-9 ms with the file
+in RAM (bench/RESULTS.md). The state is thrown away on exit anyway, so it goes to a RAM-backed
 directory when there is one with room for the store's bounds.
 """
 
