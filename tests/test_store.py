@@ -4,6 +4,7 @@ scenarios consumed once, limit slots. Every test here runs against each store.""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -200,8 +201,6 @@ def test_the_wal_is_restarted_under_steady_writes(tmp_path, monkeypatch):
     """Passive checkpoints alone never catch up with a writer that keeps committing, and SQLite only starts
     a WAL over once one has: the file grew by about 100 MB a second under wrk. A pass that finds more than
     WAL_RESTART_FRAMES restarts it under the writers' lock, and the next commit cuts the file back."""
-    import threading
-
     monkeypatch.setattr("mock_server.core.store.WAL_RESTART_FRAMES", 64)
     monkeypatch.setattr("mock_server.core.store.WAL_KEEP_BYTES", 128 * 1024)
     path = str(tmp_path / "state.sqlite3")

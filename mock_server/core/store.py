@@ -113,22 +113,21 @@ _JOURNAL_INSERT = ("INSERT INTO journal(time, kind, call_id, path, entry, raw, d
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def checkpoint_pass(conn: sqlite3.Connection, lock_fd: int) -> int:
+def checkpoint_pass(conn: sqlite3.Connection, lock_fd: int) -> None:
     """One pass of the checkpointer: copy what it can of the WAL without waiting for anyone, then, if the
-    WAL holds more than :data:`WAL_RESTART_FRAMES`, restart it. Returns the WAL's frames before the pass."""
+    WAL holds more than :data:`WAL_RESTART_FRAMES`, restart it."""
     _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     if frames > WAL_RESTART_FRAMES:
         _restart_wal(conn, lock_fd)
-    return frames
 
 
 def _restart_wal(conn: sqlite3.Connection, lock_fd: int) -> None:
     """Checkpoint the rest of the WAL and make the next writer start it from the beginning, holding the
     writers' file lock so none of them appends meanwhile. Readers are waited for 50 ms at most (a
     reader still in the WAL then makes it a plain checkpoint; the next pass tries again)."""
+    conn.execute("PRAGMA busy_timeout=50")  # only RESTART waits on this connection (PASSIVE never does)
     fcntl.flock(lock_fd, fcntl.LOCK_EX)
     try:
-        conn.execute("PRAGMA busy_timeout=50")
         conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
     finally:
         fcntl.flock(lock_fd, fcntl.LOCK_UN)
