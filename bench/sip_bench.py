@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import glob
 import json
 import os
 import platform
@@ -49,20 +48,6 @@ def ticks(pid: int) -> int:
         return int(fields[11]) + int(fields[12])
     except OSError:
         return 0
-
-
-def find_pids(pattern: str) -> list[int]:
-    """Every process whose command line contains ``pattern`` (each SIP shard is one)."""
-    pids = []
-    for path in glob.glob("/proc/[0-9]*/cmdline"):
-        try:
-            with open(path, "rb") as f:
-                if pattern.encode() in f.read():
-                    pids.append(int(path.split("/")[2]))
-        except OSError:
-            pass
-    return sorted(pids)
-    return None
 
 
 def post(url: str, payload: dict) -> dict:
@@ -103,12 +88,12 @@ def run_rate(http: str, sip_port: int, sip_pids: list[int], rate: int, secs: int
     sipp0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=secs + 90)
     wall = time.monotonic() - t0
+    sip_cpu = (sum(ticks(p) for p in sip_pids) - sip0) / os.sysconf("SC_CLK_TCK")
+    writer_cpu = (sum(ticks(p) for p in writers) - w0) / os.sysconf("SC_CLK_TCK")
     sipp1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     sipp_cpu = (sipp1.ru_utime + sipp1.ru_stime) - (sipp0.ru_utime + sipp0.ru_stime)
     if proc.returncode not in (0, 1) or not stat.exists():
         print(f"# sipp exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-400:]}", file=sys.stderr)
-    sip_cpu = (sum(ticks(p) for p in sip_pids) - sip0) / os.sysconf("SC_CLK_TCK")
-    writer_cpu = (sum(ticks(p) for p in writers) - w0) / os.sysconf("SC_CLK_TCK")
     rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";")) if stat.exists() else []
     last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
     rtts: list[float] = []
@@ -164,7 +149,8 @@ def main() -> int:
             except OSError:
                 time.sleep(0.1)
         time.sleep(0.5)
-        sip_pids = find_pids("mock_server.sip.runner")
+        sip_pids = [p for p in children(server.pid)  # each SIP shard is a child of serve
+                    if b"mock_server.sip.runner" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert sip_pids, "SIP process not found"
         print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {platform.node()} nproc={os.cpu_count()} "
               f"transport={args.transport} secs={args.secs}")

@@ -126,11 +126,18 @@ def _restart_wal(conn: sqlite3.Connection, lock_fd: int) -> None:
     writers' file lock so none of them appends meanwhile. Readers are waited for 50 ms at most (a
     reader still in the WAL then makes it a plain checkpoint; the next pass tries again)."""
     conn.execute("PRAGMA busy_timeout=50")  # only RESTART waits on this connection (PASSIVE never does)
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    try:
+    with _flocked(lock_fd):
         conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+
+
+@contextmanager
+def _flocked(fd: int) -> Iterator[None]:
+    """Hold the writers' file lock (``STATE.writelock``) on ``fd``."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
     finally:
-        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class Store:
@@ -205,10 +212,9 @@ class Store:
         stop = threading.Event()
 
         def run() -> None:
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
+            conn = self._open()
             # Its own open file, so its flock excludes this process's writers as well as the others'.
-            lock_fd = os.open(self.path + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
+            lock_fd = self._open_lock_file()
             try:
                 while not stop.wait(every_s):
                     with contextlib.suppress(sqlite3.Error):  # a full disk, say: try again next time
@@ -231,7 +237,7 @@ class Store:
             if not self.in_memory:
                 # Writers from several processes queue on a kernel file lock, which wakes the next
                 # one at once; SQLite's own busy handler sleeps in whole milliseconds instead.
-                self._lock_fd = os.open(self.path + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
+                self._lock_fd = self._open_lock_file()
             conn = self._open()
             with self._file_lock():
                 conn.executescript(_SCHEMA + limits.SCHEMA)
@@ -246,16 +252,16 @@ class Store:
             conn = self._local.conn = self._open()
         return conn
 
+    def _open_lock_file(self) -> int:
+        return os.open(self.path + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
+
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
         if self._lock_fd is None:
             yield
             return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
+        with _flocked(self._lock_fd):
             yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
