@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from mock_server.core import calls
 from mock_server.core.calls import CallEvent, IdSource, apply_events
@@ -18,6 +19,19 @@ def test_ids_are_uuid4_and_seeded_ones_repeat():
     assert [IdSource(9).new() for _ in range(2)] == [IdSource(9).new()] * 2
     seeded = IdSource(9)
     assert seeded.new() != seeded.new()
+
+
+def test_fresh_ids_end_with_the_time_so_they_sort_by_it():
+    fresh = IdSource()
+    before = time.time_ns() // 1_000_000
+    ids = [fresh.new() for _ in range(500)]
+    after = time.time_ns() // 1_000_000
+    stamps = [int(i[24:], 16) for i in ids]
+    assert before <= stamps[0] and stamps[-1] <= after
+    assert stamps == sorted(stamps)
+    assert len({i[:23] for i in ids}) == len(ids)  # the other 74 bits are random
+    seeded = [IdSource(9).new(), IdSource(10).new()]
+    assert not any(before <= int(i[24:], 16) <= after for i in seeded)  # seeded ids are random throughout
 
 
 def test_new_call_matches_the_contract_and_echoes_the_body():

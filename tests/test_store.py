@@ -4,6 +4,8 @@ scenarios consumed once, limit slots. Every test here runs against each store.""
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import threading
 import time
 
@@ -12,7 +14,8 @@ import pytest
 from mock_server.core import calls
 from mock_server.core.calls import CallEvent
 from mock_server.core.exchange import Write
-from mock_server.core.store import Store, checkpoint_pass, open_store
+from mock_server.core.jsonio import dumps_text as json_text
+from mock_server.core.store import _EVENTS_OF_EVICTED_CALLS, _SCHEMA, Store, checkpoint_pass, open_store
 from tests.data import VALID_BODY
 
 
@@ -237,3 +240,54 @@ def test_the_wal_is_restarted_under_steady_writes(tmp_path, monkeypatch):
     assert max(wal_sizes) <= 512 * 1024, str(wal_sizes)
     store.close()
     checkpointer.close()
+
+
+def _stored_calls(store: Store, count: int) -> list[str]:
+    ids = [calls.IdSource().new() for _ in range(count)]
+    store.write([Write({"time": time.time(), "kind": "http", "call_id": i}, new_call(0) | {"synthflow_call_id": i})
+                 for i in ids])
+    store.apply([], [CallEvent(ids[0], 1, "sip_invite", "in-progress", None, None)])
+    return ids
+
+
+def test_every_lookup_by_id_goes_through_an_index(tmp_path):
+    """A query that finds a call, its events or its journal rows by id and scans a table instead costs a
+    read of the whole table per request (SQLite's constant propagation turns "substr(id, 25) = ? AND
+    id = ?" into one no index matches, for one)."""
+    store = Store(str(tmp_path / "state.sqlite3"))
+    ids = _stored_calls(store, 40)
+    conn = store._connection()
+    traced: list[str] = []
+    conn.set_trace_callback(traced.append)
+    assert store.get_call(ids[0])["call_status"] == "in-progress"
+    assert store.call_status(ids[1]) == "registered"
+    assert store.status_and_plan(ids[2])[0] == "registered"
+    assert store.call_parties(ids[3])["model_id"] == VALID_BODY["model_id"]
+    assert [e["call_id"] for e in store.journal(call_id=ids[4])] == [ids[4]]
+    conn.set_trace_callback(None)
+    lookups = [sql for sql in traced if sql.lstrip().upper().startswith("SELECT")] + [
+        _EVENTS_OF_EVICTED_CALLS.replace("?1", "3")]
+    assert len(lookups) >= 6
+    for sql in lookups:
+        plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert not re.search(r"\bSCAN (calls|journal|call_events)\b", plan), f"{sql}\n  -> {plan}"
+    store.close()
+
+
+def test_a_state_file_from_before_keeps_its_calls_and_gets_the_new_indexes(tmp_path):
+    path = str(tmp_path / "state.sqlite3")
+    old = sqlite3.connect(path)
+    journal_table = re.search(r"CREATE TABLE IF NOT EXISTS journal \(.*?\);", _SCHEMA, re.S).group(0)
+    old.executescript("CREATE TABLE calls (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+                      "status TEXT NOT NULL, data TEXT NOT NULL, plan TEXT);" + journal_table +
+                      "CREATE INDEX journal_call_id ON journal(call_id);")
+    old.execute("INSERT INTO calls(id, status, data) VALUES ('old-call', 'registered', ?)",
+                (json_text(new_call(1) | {"synthflow_call_id": "old-call"}),))
+    old.commit()
+    old.close()
+    store = Store(path)
+    assert store.get_call("old-call")["synthflow_call_id"] == "old-call"
+    indexes = {row[0] for row in store._connection().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"calls_by_id", "journal_by_call", "call_events_by_call"} <= indexes
+    assert "journal_call_id" not in indexes
+    store.close()

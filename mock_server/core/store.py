@@ -45,7 +45,7 @@ from mock_server.redis_store.urls import is_redis_url
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-    id      TEXT NOT NULL UNIQUE,
+    id      TEXT NOT NULL,
     status  TEXT NOT NULL,
     data    TEXT NOT NULL,
     plan    TEXT
@@ -68,7 +68,9 @@ CREATE TABLE IF NOT EXISTS journal (
     reason      TEXT,
     extra       TEXT
 );
-CREATE INDEX IF NOT EXISTS journal_call_id ON journal(call_id);
+CREATE UNIQUE INDEX IF NOT EXISTS calls_by_id ON calls(substr(id, 25), id);
+DROP INDEX IF EXISTS journal_call_id;
+CREATE INDEX IF NOT EXISTS journal_by_call ON journal(substr(call_id, 25), call_id);
 CREATE TABLE IF NOT EXISTS call_events (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,
@@ -78,7 +80,8 @@ CREATE TABLE IF NOT EXISTS call_events (
     detail  TEXT,
     fields  TEXT
 );
-CREATE INDEX IF NOT EXISTS call_events_call_id ON call_events(call_id);
+DROP INDEX IF EXISTS call_events_call_id;
+CREATE INDEX IF NOT EXISTS call_events_by_call ON call_events(substr(call_id, 25), call_id);
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -103,14 +106,30 @@ WAL_RESTART_FRAMES = 4096
 """WAL frames (pages, 16 MiB at 4 KiB) past which the checkpointer restarts the WAL under the writers' lock."""
 WAL_KEEP_BYTES = 32 * 2**20
 """A restarted WAL file is cut back to this size (``journal_size_limit``)."""
-_EVENTS_OF_EVICTED_CALLS = "DELETE FROM call_events WHERE call_id IN (SELECT id FROM calls WHERE seq <= ?)"
-_STATUS = ("COALESCE((SELECT e.status FROM call_events e WHERE e.call_id = calls.id AND e.status IS NOT NULL "
-           "ORDER BY e.seq DESC LIMIT 1), calls.status)")
+_EVENTS_OF_EVICTED_CALLS = ("DELETE FROM call_events WHERE substr(call_id, 25) IN "
+                            "(SELECT substr(id, 25) FROM calls WHERE seq <= ?1) "
+                            "AND call_id IN (SELECT id FROM calls WHERE seq <= ?1)")
+_STATUS = ("COALESCE((SELECT e.status FROM call_events e WHERE substr(e.call_id, 25) = substr(calls.id, 25) "
+           "AND e.call_id = calls.id AND e.status IS NOT NULL ORDER BY e.seq DESC LIMIT 1), calls.status)")
 """A call's current status: its newest lifecycle event's, else the one it was prepared with."""
 _SIP_META = ("direction", "transport", "local", "remote", "first_line", "sip_call_id", "decision", "reason")
 _JOURNAL_INSERT = ("INSERT INTO journal(time, kind, call_id, path, entry, raw, direction, transport, local, remote, "
                    "first_line, sip_call_id, decision, reason, extra) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def id_match(column: str = "id") -> str:
+    """How every query finds a call (or its journal rows and events) by id, with :func:`id_args`: through
+    the indexes on ``substr(<column>, 25), <column>``. A fresh id's last group is the time
+    (``calls.IdSource``), so these indexes grow at one end; any other id is still found."""
+    # A row value, not "substr(id, 25) = ? AND id = ?": from "id = ?" SQLite's constant propagation would
+    # rewrite the first term to substr(?, 25), which no index matches (it would scan the table).
+    return f"(substr({column}, 25), {column}) = (?, ?)"
+
+
+def id_args(call_id: str) -> tuple[str, str]:
+    """The arguments of :func:`id_match` for ``call_id`` (Python's slice is SQLite's ``substr(x, 25)``)."""
+    return call_id[24:], call_id
 
 
 def checkpoint_pass(conn: sqlite3.Connection, lock_fd: int) -> None:
@@ -486,8 +505,10 @@ class Store:
         found: dict[str, list[CallEvent]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
             rows = self._read(f"SELECT call_id, time, event, status, detail, fields FROM call_events "
-                              f"WHERE call_id IN ({', '.join('?' * len(chunk))}) ORDER BY seq", tuple(chunk))
+                              f"WHERE substr(call_id, 25) IN ({marks}) AND +call_id IN ({marks}) ORDER BY seq",
+                              (*(c[24:] for c in chunk), *chunk))
             for cid, t, event, status, detail, fields in rows:
                 found.setdefault(cid, []).append(CallEvent(
                     cid, t, event, status, json.loads(detail) if detail else None,
@@ -496,18 +517,18 @@ class Store:
 
     def get_call(self, call_id: str) -> JsonDict | None:
         """The call object with its lifecycle events folded in."""
-        rows = self._read("SELECT data FROM calls WHERE id = ?", (call_id,))
+        rows = self._read(f"SELECT data FROM calls WHERE {id_match()}", id_args(call_id))
         if not rows:
             return None
         return apply_events(json.loads(rows[0][0]), self._events_for([call_id]).get(call_id, []))
 
     def call_status(self, call_id: str) -> str | None:
-        rows = self._read(f"SELECT {_STATUS} FROM calls WHERE id = ?", (call_id,))
+        rows = self._read(f"SELECT {_STATUS} FROM calls WHERE {id_match()}", id_args(call_id))
         return rows[0][0] if rows else None
 
     def status_and_plan(self, call_id: str) -> tuple[str | None, JsonDict | None]:
         """The call's current status and the SIP plan chosen when it was prepared (None, None if unknown)."""
-        rows = self._read(f"SELECT {_STATUS}, plan FROM calls WHERE id = ?", (call_id,))
+        rows = self._read(f"SELECT {_STATUS}, plan FROM calls WHERE {id_match()}", id_args(call_id))
         if not rows:
             return None, None
         return rows[0][0], json.loads(rows[0][1]) if rows[0][1] else None
@@ -521,7 +542,7 @@ class Store:
         """model_id, workspace_id, from_number and to_number of a prepared call, read without decoding its JSON."""
         rows = self._read("SELECT json_extract(data, '$.model_id'), json_extract(data, '$.workspace_id'), "
                           "json_extract(data, '$.lead_phone_number'), json_extract(data, '$.agent_phone_number') "
-                          "FROM calls WHERE id = ?", (call_id,))
+                          f"FROM calls WHERE {id_match()}", id_args(call_id))
         row = rows[0] if rows else (None, None, None, None)
         return dict(zip(("model_id", "workspace_id", "from_number", "to_number"), row, strict=True))
 
@@ -545,10 +566,12 @@ class Store:
     ) -> list[JsonDict]:
         """Journal entries in arrival order, filtered; each carries its ``seq``."""
         clauses, args = [], []
-        for column, value in (("call_id", call_id), ("path", path)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
+        if call_id is not None:
+            clauses.append(id_match("call_id"))
+            args.extend(id_args(call_id))
+        if path is not None:
+            clauses.append("path = ?")
+            args.append(path)
         if kinds:
             clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
             args.extend(kinds)
