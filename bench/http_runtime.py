@@ -1,7 +1,8 @@
 """The HTTP runtime under waiting: latency, slow answers, stalled clients, worker scaling (issue #11).
 
-    .venv/bin/python bench/http_runtime.py            # every scenario, about 2 minutes
+    .venv/bin/python bench/http_runtime.py            # every scenario, about 6 minutes
     .venv/bin/python bench/http_runtime.py stalled    # or: zero latency50 latency500 slow slow_fixed rate workers
+                                                      #     workers_pinned
 
 Each scenario starts ``synthflow-mock serve --no-sip`` on 127.0.0.1, drives it with wrk (closed loop)
 or hey (fixed rate), reads the CPU of the server's processes from /proc, prints one line, and stops
@@ -35,13 +36,18 @@ BODY = json.dumps({"from_number": "+15075785607", "to_number": "+15551234567", "
                    "workspace_id": "w1", "custom_variables": {"name": "erfan"}})
 
 
+def on_cpus(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that keeps a child (and all it starts) on ``cpus``; None leaves it free."""
+    return None if cpus is None else lambda: os.sched_setaffinity(0, cpus)
+
+
 class Server:
-    def __init__(self, *flags: str) -> None:
+    def __init__(self, *flags: str, cpus: set[int] | None = None) -> None:
         self.port = free_port()
         # --quiet: the mock measured as a load test runs it (bench/RESULTS.md says what the console costs)
         self.proc = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--no-sip", "--http-port",
                                       str(self.port), "--quiet", *flags, *os.environ.get("SERVE_ARGS", "").split()],
-                                     stdout=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, preexec_fn=on_cpus(cpus),
                                      stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -87,12 +93,13 @@ def wrk(url: str, conns: int, secs: int, threads: int = 1, lua: Path = LUA) -> d
     return {k: float(v) for k, v in result.items()}
 
 
-def hey(url: str, rate: int, secs: int, conns: int = 16) -> dict[str, float]:
+def hey(url: str, rate: int, secs: int, conns: int = 16, cpus: set[int] | None = None) -> dict[str, float]:
     if not shutil.which("hey"):
         return {}
     out = subprocess.run(["hey", "-z", f"{secs}s", "-c", str(conns), "-q", str(rate / conns), "-m", "POST",
                           "-H", "Authorization: Bearer test", "-T", "application/json", "-d", BODY,
-                          f"{url}/v2/prepare_inbound"], capture_output=True, text=True, timeout=secs + 60).stdout
+                          f"{url}/v2/prepare_inbound"], capture_output=True, text=True, timeout=secs + 60,
+                         preexec_fn=on_cpus(cpus)).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = float(re.search(r"99%+ in ([\d.]+) secs", out).group(1)) * 1000
     total = sum(int(n) for n in re.findall(r"\[\d{3}\]\s+(\d+) responses", out))
@@ -279,27 +286,43 @@ def rate() -> str:
     return f"fixed 2000 req/s (hey -c16, 10 s): {result['rps']:.0f} req/s, p99 {result['p99_ms']:.2f} ms (goal <= 5)"
 
 
-def workers(rounds: int = 3) -> str:
+def workers(rounds: int = 3, pinned: bool = False) -> str:
     """CPU per request with one worker and with two, alternating for ``rounds`` rounds. Other tenants of a
-    shared VM move one run by 20 % or more, so the comparison is of each count's least CPU per request."""
+    shared VM move one run by 20 % or more, so the comparison is of each count's least CPU per request.
+
+    ``pinned``: the server on CPU 0 and the load generator on CPU 1. On two CPUs the load generator
+    otherwise shares a CPU with a worker whenever there are two: each worker then wakes more often, for
+    fewer requests, onto caches the other processes cooled, and that, not the workers' own work, is most
+    of what a second worker costs here (bench/RESULTS.md). Pinned, both counts run on one CPU of their own,
+    as workers on a machine with a core to spare for the load generator would."""
+    server_cpus, load_cpus = ({0}, {1}) if pinned else (None, None)
+    if pinned and len(os.sched_getaffinity(0)) < 2:
+        return "CPU per request, pinned: needs two CPUs"
     cpu: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(rounds):
         for n in (1, 2):
-            server = Server("--workers", str(n))
+            server = Server("--workers", str(n), cpus=server_cpus)
             try:
-                _, used = cpu_us_per_request(server, lambda s=server: hey(s.url, 2000, 10) or wrk(s.url, 16, 10))
+                _, used = cpu_us_per_request(server, lambda s=server: hey(s.url, 2000, 10, cpus=load_cpus)
+                                             or wrk(s.url, 16, 10))
             finally:
                 server.stop()
             cpu[n].append(used)
     runs = "; ".join(f"{n} worker(s): {', '.join(f'{c:.0f}' for c in cpu[n])} us" for n in (1, 2))
     least = {n: min(cpu[n]) for n in (1, 2)}
     apart = abs(least[2] - least[1]) / least[1] * 100
-    return (f"CPU per request at 2000 req/s, {rounds} alternating rounds: {runs}; least {least[1]:.0f} and "
+    where = ", server on CPU 0 and hey on CPU 1" if pinned else ""
+    return (f"CPU per request at 2000 req/s{where}, {rounds} alternating rounds: {runs}; least {least[1]:.0f} and "
             f"{least[2]:.0f} us, {apart:.0f} % apart (goal: within 15 %)")
 
 
+def workers_pinned() -> str:
+    return workers(pinned=True)
+
+
 SCENARIOS = {"zero": zero, "latency50": latency50, "latency500": latency500, "slow": slow,
-             "slow_fixed": slow_fixed, "stalled": stalled, "rate": rate, "workers": workers}
+             "slow_fixed": slow_fixed, "stalled": stalled, "rate": rate, "workers": workers,
+             "workers_pinned": workers_pinned}
 
 
 def main() -> None:
