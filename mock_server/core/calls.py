@@ -24,7 +24,7 @@ class IdSource:
     """Fresh call ids in Synthflow's form (version-4 UUIDs); reproducible, and wholly random, when seeded.
 
     An unseeded id's last group (12 hex digits, 48 bits) is the time in milliseconds and the other 74 bits
-    are random. The store indexes ids by that group first (``store.ID_KEY``), so a new call's index entries
+    are random. The store indexes ids by that group first (``store.id_match``), so a new call's index entries
     go next to the last call's instead of onto a random page: each random page costs a 4 KiB page write
     when it is added and again when it is evicted. README, "Decisions"; bench/store_ids.py measures it.
     """

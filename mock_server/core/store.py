@@ -506,6 +506,8 @@ class Store:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ", ".join("?" * len(chunk))
+            # The index finds the rows by the ids' last group; "+" keeps SQLite from also using it for
+            # call_id, which for a one-id chunk would bring back the constant propagation id_match avoids.
             rows = self._read(f"SELECT call_id, time, event, status, detail, fields FROM call_events "
                               f"WHERE substr(call_id, 25) IN ({marks}) AND +call_id IN ({marks}) ORDER BY seq",
                               (*(c[24:] for c in chunk), *chunk))
