@@ -87,7 +87,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-extra-fields", action="store_true",
                    help="accept unknown fields in the prepare_inbound body instead of 422")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024, help="request bodies above this get 413")
-    p.add_argument("--seed", type=int, default=None, help="reproducible call ids and fault draws")
+    p.add_argument("--seed", type=int, default=None,
+                   help="reproducible call ids (one sequence for all workers) and fault draws")
     p.add_argument("--outcome-rate", action="append", default=[], metavar="OUTCOME=SHARE",
                    help="seeded global HTTP fault rate, e.g. failed=0.1 (repeatable; see README)")
     p.add_argument("--sip-outcome-rate", action="append", default=[], metavar="PLAN=SHARE",

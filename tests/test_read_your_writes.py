@@ -58,3 +58,26 @@ def test_an_invite_right_after_the_prepare_finds_the_call(two_workers):
         result = caller.call(f"sip:+15551234567@127.0.0.1:{two_workers.sip_port}",
                              [("X-EI", f"S.{call_id};")], hold_s=0)
         assert result.answered, [(s.name, s.status, s.reason) for s in result.steps]
+
+
+def test_seeded_ids_are_one_sequence_across_workers_and_restart_with_a_reset():
+    """Each worker once seeded its own generator: both minted the same ids, and every second prepare was a
+    503 (the store refused the duplicate). The n-th prepare now gets the n-th id whichever worker answers."""
+    server = start_server("--workers", "2", "--seed", "7", "--no-sip")
+    try:
+        def prepares(count: int) -> tuple[list[str], set[str]]:
+            ids, workers = [], set()
+            for _ in range(count):  # a new connection each time, so the kernel spreads them over the workers
+                resp = requests.post(f"{server.url}/v2/prepare_inbound", json=VALID_BODY, headers=AUTH, timeout=5)
+                assert resp.status_code == 200, resp.text
+                ids.append(resp.json()["synthflow_call_id"])
+                workers.add(resp.headers["X-Mock-Worker"])
+            return ids, workers
+
+        first, workers = prepares(24)
+        assert len(workers) == 2 and len(set(first)) == 24
+        assert requests.post(f"{server.url}/_mock/reset", json={}, timeout=5).status_code == 200
+        again, _ = prepares(24)
+        assert again == first
+    finally:
+        server.kill_group()

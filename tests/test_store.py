@@ -291,3 +291,15 @@ def test_a_state_file_from_before_keeps_its_calls_and_gets_the_new_indexes(tmp_p
     assert {"calls_by_id", "journal_by_call", "call_events_by_call"} <= indexes
     assert "journal_call_id" not in indexes
     store.close()
+
+
+def test_seeded_id_numbers_are_one_sequence_that_a_reset_restarts(store, tmp_path):
+    assert [store.next_id_number() for _ in range(3)] == [1, 2, 3]
+    if isinstance(store, Store) and not store.in_memory:
+        other = Store(store.path)  # another worker's view of the same file
+        assert other.next_id_number() == 4
+        other.close()
+    store.reset()
+    assert store.next_id_number() == 1
+    seeded = calls.IdSource(5, store.next_id_number)
+    assert seeded.new() == calls.IdSource(5, iter([2]).__next__).new()

@@ -37,7 +37,7 @@ class Backend:
     def __init__(self, config: MockConfig | None = None, store: Store | None = None) -> None:
         self.config = config or MockConfig()
         self.store = store or Store.for_config(self.config)
-        self.ids = calls.IdSource(self.config.seed)
+        self.ids = calls.IdSource(self.config.seed, self.store.next_id_number)
         self.started = time.time()
         self.url_map = url_map()
         self.request_validator = contracts.fast_validator(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
-import random
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -24,26 +25,30 @@ class IdSource:
     """Fresh call ids in Synthflow's form (version-4 UUIDs); reproducible, and wholly random, when seeded.
 
     An unseeded id's last group (12 hex digits, 48 bits) is the time in milliseconds and the other 74 bits
-    are random. The store indexes ids by that group first (``store.id_match``), so a new call's index entries
-    go next to the last call's instead of onto a random page: each random page costs a 4 KiB page write
-    when it is added and again when it is evicted. README, "Decisions"; bench/store_ids.py measures it.
+    are random. The store indexes ids by that group first (``store.id_match``), so a new call's index
+    entries go next to the last call's instead of onto a random page: each random page costs a 4 KiB page
+    write when it is added and again when it is evicted. README, "Decisions"; bench/store_ids.py measures it.
+
+    A seeded id is a hash of the seed and its number in a sequence. ``numbers`` gives those numbers: the
+    store's shared sequence, so that every worker process mints a different id (each worker seeding its
+    own generator gave every worker the same ids, and every second prepare a 503) and the n-th prepare
+    gets the same id whichever worker answers it. Without ``numbers``, this source counts by itself.
     """
 
-    def __init__(self, seed: int | None = None) -> None:
-        self._rng = random.Random(seed) if seed is not None else None
-        self._lock = threading.Lock()
+    def __init__(self, seed: int | None = None, numbers: Callable[[], int] | None = None) -> None:
+        self._seed = seed
+        self._numbers = numbers or itertools.count(1).__next__
 
     def new(self) -> str:
-        if self._rng is None:
+        if self._seed is None:
             # Formatted from bytes, without building a UUID object: this runs once per prepared call.
             h = bytearray(os.urandom(10))
             h[6] = (h[6] & 0x0F) | 0x40
             h[8] = (h[8] & 0x3F) | 0x80
             x = h.hex()
             return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{time.time_ns() // 1_000_000:012x}"
-        with self._lock:
-            bits = self._rng.getrandbits(128)
-        return str(uuid.UUID(int=bits, version=4))
+        digest = hashlib.blake2b(f"{self._seed}:call-id:{self._numbers()}".encode(), digest_size=16).digest()
+        return str(uuid.UUID(bytes=digest, version=4))
 
 
 @cache

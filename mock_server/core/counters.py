@@ -1,4 +1,5 @@
-"""Counters every process of one store shares: the settings version and the seeded-draw sequence.
+"""Counters every process of one store shares: the settings version, the seeded-draw sequence and the
+seeded call-id sequence.
 
 Each prepare_inbound asks "did the scenarios or the policy change?" and, with a
 policy, "which draw am I?". Asking SQLite costs a read or a write transaction per
@@ -21,7 +22,8 @@ _VERSION, _DRAWS = 0, 8
 _STATUS_BYTES = 496
 _STATUS = {"sip": 16, "http": 16 + _STATUS_BYTES}
 """Where each status text lives: the SIP process's, and the last failing HTTP worker's."""
-_SIZE = 16 + 2 * _STATUS_BYTES
+_IDS = 16 + 2 * _STATUS_BYTES
+_SIZE = _IDS + 8
 
 
 class SharedCounters:
@@ -32,7 +34,7 @@ class SharedCounters:
         self._fd: int | None = None
         self._map: mmap.mmap | None = None
         self._pid = -1
-        self._local = [0, 0]
+        self._local = {_VERSION: 0, _DRAWS: 0, _IDS: 0}
         self._status: dict[str, str | None] = {}
         self._open()
 
@@ -50,7 +52,7 @@ class SharedCounters:
     def version(self) -> int:
         """The settings version: it changes whenever scenarios, the policy or the store's contents are reset."""
         if self._map is None:
-            return self._local[0]
+            return self._local[_VERSION]
         return _SLOT.unpack_from(self._map, _VERSION)[0]
 
     def set_status(self, cause: str | None, which: str = "sip") -> None:
@@ -75,7 +77,7 @@ class SharedCounters:
     def draws(self) -> int:
         """How many draws were taken since the policy was last set."""
         if self._map is None:
-            return self._local[1]
+            return self._local[_DRAWS]
         return _SLOT.unpack_from(self._map, _DRAWS)[0]
 
     def bump_version(self) -> None:
@@ -88,13 +90,20 @@ class SharedCounters:
     def reset_draws(self) -> None:
         self._add(_DRAWS, None)
 
+    def next_id_number(self) -> int:
+        """The next number of the seeded call-id sequence (1, 2, ...), shared by every process, so two
+        workers never mint the same seeded id (``calls.IdSource``)."""
+        return self._add(_IDS, 1)
+
+    def reset_ids(self) -> None:
+        self._add(_IDS, None)
+
     def _add(self, offset: int, step: int | None) -> int:
         """Add ``step`` (or set to 0 when None) under the locks; returns the new value."""
         with self._lock:
             if self._map is None:
-                slot = offset // 8
-                self._local[slot] = 0 if step is None else self._local[slot] + step
-                return self._local[slot]
+                self._local[offset] = 0 if step is None else self._local[offset] + step
+                return self._local[offset]
             self._open()
             assert self._fd is not None and self._map is not None
             fcntl.flock(self._fd, fcntl.LOCK_EX)

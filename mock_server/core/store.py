@@ -398,6 +398,7 @@ class Store:
             conn.execute("DELETE FROM attempts")
             conn.execute("UPDATE counters SET value = 0")
         self.shared.reset_draws()
+        self.shared.reset_ids()
         self.shared.bump_version()
 
     # -- outcome engine state (scenarios, policy, draw counters) ---------------------------
@@ -493,6 +494,10 @@ class Store:
     def next_draw(self) -> int:
         """The next number of the seeded draw sequence, shared by every worker process."""
         return self.shared.next_draw()
+
+    def next_id_number(self) -> int:
+        """The next number of the seeded call-id sequence, shared by every worker process."""
+        return self.shared.next_id_number()
 
     # -- reads ------------------------------------------------------------------
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -70,6 +70,12 @@ class RedisShared:
     def reset_draws(self) -> None:
         self._r.set(f"{self._p}:draws", 0)
 
+    def next_id_number(self) -> int:
+        return int(self._r.incr(f"{self._p}:ids"))
+
+    def reset_ids(self) -> None:
+        self._r.set(f"{self._p}:ids", 0)
+
     def set_status(self, cause: str | None, which: str = "sip") -> None:
         """This instance's SIP writer (or last failing HTTP worker): None when it records, else why not."""
         field = f"{self._instance}:{which}"
@@ -185,6 +191,7 @@ class RedisStore:
         high = int(self.r.get(self._key("jseq")) or 0)
         self.r.set(self._key("jlow"), high + 1)
         self.shared.reset_draws()
+        self.shared.reset_ids()
         self.shared.bump_version()
 
     # -- outcome engine state -------------------------------------------------------------
@@ -279,6 +286,9 @@ class RedisStore:
 
     def next_draw(self) -> int:
         return self.shared.next_draw()
+
+    def next_id_number(self) -> int:
+        return self.shared.next_id_number()
 
     # -- limits -----------------------------------------------------------------------------
     def reserve_limits(self, keys: list[LimitKey], call_id: str, *, hold_s: float | None,
