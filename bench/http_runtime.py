@@ -290,14 +290,15 @@ def workers(rounds: int = 3, pinned: bool = False) -> str:
     """CPU per request with one worker and with two, alternating for ``rounds`` rounds. Other tenants of a
     shared VM move one run by 20 % or more, so the comparison is of each count's least CPU per request.
 
-    ``pinned``: the server on CPU 0 and the load generator on CPU 1. On two CPUs the load generator
+    ``pinned``: the server on one CPU and the load generator on another. On two CPUs the load generator
     otherwise shares a CPU with a worker whenever there are two: each worker then wakes more often, for
     fewer requests, onto caches the other processes cooled, and that, not the workers' own work, is most
     of what a second worker costs here (bench/RESULTS.md). Pinned, both counts run on one CPU of their own,
     as workers on a machine with a core to spare for the load generator would."""
-    server_cpus, load_cpus = ({0}, {1}) if pinned else (None, None)
-    if pinned and len(os.sched_getaffinity(0)) < 2:
+    allowed = sorted(os.sched_getaffinity(0))
+    if pinned and len(allowed) < 2:
         return "CPU per request, pinned: needs two CPUs"
+    server_cpus, load_cpus = ({allowed[0]}, {allowed[1]}) if pinned else (None, None)
     cpu: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(rounds):
         for n in (1, 2):
@@ -311,7 +312,7 @@ def workers(rounds: int = 3, pinned: bool = False) -> str:
     runs = "; ".join(f"{n} worker(s): {', '.join(f'{c:.0f}' for c in cpu[n])} us" for n in (1, 2))
     least = {n: min(cpu[n]) for n in (1, 2)}
     apart = abs(least[2] - least[1]) / least[1] * 100
-    where = ", server on CPU 0 and hey on CPU 1" if pinned else ""
+    where = f", server on CPU {allowed[0]} and hey on CPU {allowed[1]}" if pinned else ""
     return (f"CPU per request at 2000 req/s{where}, {rounds} alternating rounds: {runs}; least {least[1]:.0f} and "
             f"{least[2]:.0f} us, {apart:.0f} % apart (goal: within 15 %)")
 
