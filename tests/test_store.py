@@ -293,7 +293,7 @@ def test_a_state_file_from_before_keeps_its_calls_and_gets_the_new_indexes(tmp_p
     store.close()
 
 
-def test_seeded_id_numbers_are_one_sequence_that_a_reset_restarts(store, tmp_path):
+def test_seeded_id_numbers_are_one_sequence_that_a_reset_restarts(store):
     assert [store.next_id_number() for _ in range(3)] == [1, 2, 3]
     if isinstance(store, Store) and not store.in_memory:
         other = Store(store.path)  # another worker's view of the same file

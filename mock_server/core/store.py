@@ -42,7 +42,35 @@ from mock_server.core.counters import SharedCounters
 from mock_server.core.exchange import Write
 from mock_server.redis_store.urls import is_redis_url
 
-_SCHEMA = """
+_KEY_AT = 25
+"""Where the key an id is indexed by first starts (1-based, as SQLite counts): its last group, which
+``calls.IdSource`` makes the time for a fresh id, so the id indexes grow at one end."""
+
+
+def _key(column: str) -> str:
+    """SQL for the key of the id in ``column``."""
+    return f"substr({column}, {_KEY_AT})"
+
+
+def id_key(call_id: str) -> str:
+    """The key of ``call_id``, as :func:`_key` computes it in SQL (a Python slice is SQLite's substr)."""
+    return call_id[_KEY_AT - 1:]
+
+
+def id_match(column: str = "id") -> str:
+    """How every query finds a call (or its journal rows and events) by id, with :func:`id_args`: through
+    the index on (key, id); any id is found, a fresh one on the index's last pages."""
+    # A row value, not "key = ? AND id = ?": from "id = ?" SQLite's constant propagation would rewrite the
+    # first term to substr(?, 25), which no index matches (it would scan the table).
+    return f"({_key(column)}, {column}) = (?, ?)"
+
+
+def id_args(call_id: str) -> tuple[str, str]:
+    """The arguments of :func:`id_match` for ``call_id``."""
+    return id_key(call_id), call_id
+
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS calls (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     id      TEXT NOT NULL,
@@ -68,9 +96,9 @@ CREATE TABLE IF NOT EXISTS journal (
     reason      TEXT,
     extra       TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS calls_by_id ON calls(substr(id, 25), id);
+CREATE UNIQUE INDEX IF NOT EXISTS calls_by_id ON calls({_key("id")}, id);
 DROP INDEX IF EXISTS journal_call_id;
-CREATE INDEX IF NOT EXISTS journal_by_call ON journal(substr(call_id, 25), call_id);
+CREATE INDEX IF NOT EXISTS journal_by_call ON journal({_key("call_id")}, call_id);
 CREATE TABLE IF NOT EXISTS call_events (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,
@@ -81,7 +109,7 @@ CREATE TABLE IF NOT EXISTS call_events (
     fields  TEXT
 );
 DROP INDEX IF EXISTS call_events_call_id;
-CREATE INDEX IF NOT EXISTS call_events_by_call ON call_events(substr(call_id, 25), call_id);
+CREATE INDEX IF NOT EXISTS call_events_by_call ON call_events({_key("call_id")}, call_id);
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -106,30 +134,19 @@ WAL_RESTART_FRAMES = 4096
 """WAL frames (pages, 16 MiB at 4 KiB) past which the checkpointer restarts the WAL under the writers' lock."""
 WAL_KEEP_BYTES = 32 * 2**20
 """A restarted WAL file is cut back to this size (``journal_size_limit``)."""
-_EVENTS_OF_EVICTED_CALLS = ("DELETE FROM call_events WHERE substr(call_id, 25) IN "
-                            "(SELECT substr(id, 25) FROM calls WHERE seq <= ?1) "
+_EVENTS_OF_EVICTED_CALLS = (f"DELETE FROM call_events WHERE {_key('call_id')} IN "
+                            f"(SELECT {_key('id')} FROM calls WHERE seq <= ?1) "
                             "AND call_id IN (SELECT id FROM calls WHERE seq <= ?1)")
-_STATUS = ("COALESCE((SELECT e.status FROM call_events e WHERE substr(e.call_id, 25) = substr(calls.id, 25) "
+_STATUS = (f"COALESCE((SELECT e.status FROM call_events e WHERE {_key('e.call_id')} = {_key('calls.id')} "
            "AND e.call_id = calls.id AND e.status IS NOT NULL ORDER BY e.seq DESC LIMIT 1), calls.status)")
 """A call's current status: its newest lifecycle event's, else the one it was prepared with."""
+_CALL_DATA = f"SELECT data FROM calls WHERE {id_match()}"
+_CALL_STATUS = f"SELECT {_STATUS} FROM calls WHERE {id_match()}"
+_CALL_STATUS_AND_PLAN = f"SELECT {_STATUS}, plan FROM calls WHERE {id_match()}"
 _SIP_META = ("direction", "transport", "local", "remote", "first_line", "sip_call_id", "decision", "reason")
 _JOURNAL_INSERT = ("INSERT INTO journal(time, kind, call_id, path, entry, raw, direction, transport, local, remote, "
                    "first_line, sip_call_id, decision, reason, extra) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-
-
-def id_match(column: str = "id") -> str:
-    """How every query finds a call (or its journal rows and events) by id, with :func:`id_args`: through
-    the indexes on ``substr(<column>, 25), <column>``. A fresh id's last group is the time
-    (``calls.IdSource``), so these indexes grow at one end; any other id is still found."""
-    # A row value, not "substr(id, 25) = ? AND id = ?": from "id = ?" SQLite's constant propagation would
-    # rewrite the first term to substr(?, 25), which no index matches (it would scan the table).
-    return f"(substr({column}, 25), {column}) = (?, ?)"
-
-
-def id_args(call_id: str) -> tuple[str, str]:
-    """The arguments of :func:`id_match` for ``call_id`` (Python's slice is SQLite's ``substr(x, 25)``)."""
-    return call_id[24:], call_id
 
 
 def checkpoint_pass(conn: sqlite3.Connection, lock_fd: int) -> None:
@@ -514,8 +531,8 @@ class Store:
             # The index finds the rows by the ids' last group; "+" keeps SQLite from also using it for
             # call_id, which for a one-id chunk would bring back the constant propagation id_match avoids.
             rows = self._read(f"SELECT call_id, time, event, status, detail, fields FROM call_events "
-                              f"WHERE substr(call_id, 25) IN ({marks}) AND +call_id IN ({marks}) ORDER BY seq",
-                              (*(c[24:] for c in chunk), *chunk))
+                              f"WHERE {_key('call_id')} IN ({marks}) AND +call_id IN ({marks}) ORDER BY seq",
+                              (*map(id_key, chunk), *chunk))
             for cid, t, event, status, detail, fields in rows:
                 found.setdefault(cid, []).append(CallEvent(
                     cid, t, event, status, json.loads(detail) if detail else None,
@@ -524,18 +541,18 @@ class Store:
 
     def get_call(self, call_id: str) -> JsonDict | None:
         """The call object with its lifecycle events folded in."""
-        rows = self._read(f"SELECT data FROM calls WHERE {id_match()}", id_args(call_id))
+        rows = self._read(_CALL_DATA, id_args(call_id))
         if not rows:
             return None
         return apply_events(json.loads(rows[0][0]), self._events_for([call_id]).get(call_id, []))
 
     def call_status(self, call_id: str) -> str | None:
-        rows = self._read(f"SELECT {_STATUS} FROM calls WHERE {id_match()}", id_args(call_id))
+        rows = self._read(_CALL_STATUS, id_args(call_id))
         return rows[0][0] if rows else None
 
     def status_and_plan(self, call_id: str) -> tuple[str | None, JsonDict | None]:
         """The call's current status and the SIP plan chosen when it was prepared (None, None if unknown)."""
-        rows = self._read(f"SELECT {_STATUS}, plan FROM calls WHERE {id_match()}", id_args(call_id))
+        rows = self._read(_CALL_STATUS_AND_PLAN, id_args(call_id))
         if not rows:
             return None, None
         return rows[0][0], json.loads(rows[0][1]) if rows[0][1] else None
