@@ -42,8 +42,9 @@ from mock_server.redis_store import scripts
 
 JsonDict = dict[str, Any]
 DEFAULT_PREFIX = "synthflow-mock"
-_SIP_COLUMNS = ("time", "kind", "call_id", "path", "entry", "raw", "direction", "transport", "local", "remote",
-                "first_line", "sip_call_id", "decision", "reason", "extra")
+_SIP_COLUMNS = ("time", "kind", "call_id", "raw", "direction", "transport", "local", "remote", "first_line",
+                "sip_call_id", "decision", "reason", "extra")
+"""The columns of a row from ``sip_journal_row``."""
 _CHUNK = 500
 
 
@@ -442,8 +443,6 @@ def _encode_entry(entry: JsonDict | tuple[Any, ...]) -> tuple[str | None, bytes]
         return entry.get("call_id"), jsonio.dumps(entry)
     row = dict(zip(_SIP_COLUMNS, entry, strict=True))
     extra = row.pop("extra")
-    row.pop("entry")
-    row.pop("path")
     row["raw_bytes"] = len(row["raw"].encode())
     if extra:
         row.update(json.loads(extra))
