@@ -175,6 +175,50 @@ def test_an_idle_keep_alive_connection_is_closed(front):
     assert answer.startswith(b"HTTP/1.1 200 ") and 0.5 <= time.monotonic() - t0 < 3
 
 
+def test_a_keep_alive_connection_in_use_outlives_its_first_idle_deadline(front):
+    """Each answer moves the idle deadline on: a connection that never waits 0.6 s between requests stays open
+    well past 0.6 s after it opened (when the timer set at the start fires)."""
+    sock = raw(front)
+    body = json.dumps(VALID_BODY).encode()
+    request = (b"POST /v2/prepare_inbound HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    t0, answers = time.monotonic(), 0
+    while time.monotonic() - t0 < 1.6:
+        sock.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < int(
+                re.search(rb"Content-Length: (\d+)", received).group(1)):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {time.monotonic() - t0:.2f} s and {answers} answers"
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200 ")
+        answers += 1
+        time.sleep(0.25)
+    assert answers >= 6
+
+
+def test_headers_trickling_in_are_timed_from_their_first_byte(front):
+    """A client that sends a header byte every 0.1 s (slowloris) still gets its 408 at the header timeout."""
+    sock = raw(front)
+    t0 = time.monotonic()
+    head = b"POST /v2/prepare_inbound HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40
+    for byte in head:
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            break
+        sock.settimeout(0.1)
+        try:
+            if sock.recv(1, socket.MSG_PEEK):
+                break
+        except TimeoutError:
+            continue
+    sock.settimeout(5)
+    answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"headers" in answer
+    assert 0.35 <= time.monotonic() - t0 < 1.0
+
+
 def test_pipelined_requests_are_answered_in_order(front):
     sock = raw(front)
     sock.sendall(b"GET /_mock/health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
