@@ -146,8 +146,8 @@ class Backend:
         if request.headers.get("x-mock-internal") == "readiness" and checks.is_loopback(request.remote):
             return response  # the supervisor's own probe: kept out of the journal and the console
         entry["route"] = route_rule
-        metrics.HTTP_REQUESTS.labels(route_rule, request.method, str(response.status or response.drop),
-                                     result.outcome or "none", metrics.source_of(result.reason)).inc()
+        metrics.labeled(metrics.HTTP_REQUESTS, route_rule, request.method, str(response.status or response.drop),
+                        result.outcome or "none", metrics.source_of(result.reason)).inc()
         call_json = response.body_bytes() if result.new_call is not None else None
         write = Write(entry, result.new_call, result.plan, call_json)
         if request.writes is not None:

@@ -43,7 +43,7 @@ import httptools
 
 from mock_server.core.backend import Backend
 from mock_server.core.exchange import Request, Response, Write
-from mock_server.metrics import HTTP_DURATION
+from mock_server.metrics import HTTP_DURATION, labeled
 from mock_server.server.console import Console
 
 FRONT_KEY = "synthflow_mock.front"
@@ -368,7 +368,7 @@ class HttpConnection(asyncio.Protocol):
             return  # internal traffic (the readiness probe) is neither journaled, measured nor printed
         entry = writes[-1].entry
         latency = time.monotonic() - answer.started
-        HTTP_DURATION.labels(entry.get("route", "unrouted")).observe(latency)
+        labeled(HTTP_DURATION, entry.get("route", "unrouted")).observe(latency)
         if self.front.console is None:
             return
         status = answer.context.drop or int(answer.status_line.split()[1])

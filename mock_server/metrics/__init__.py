@@ -21,10 +21,11 @@ from mock_server.metrics.registry import (
     SIP_ROUTED,
     WEBHOOK_ATTEMPTS,
     WEBHOOK_DURATION,
+    labeled,
     render,
     source_of,
 )
 
 __all__ = ["DTMF_DIGITS", "GC_FULL", "HTTP_DURATION", "HTTP_REQUESTS", "RTP_LOST", "RTP_PACKETS", "SIP_LIVE_DIALOGS",
            "SIP_REFUSED", "SIP_REQUESTS", "SIP_RESPONSES", "SIP_RETRANSMISSIONS", "SIP_ROUTED", "WEBHOOK_ATTEMPTS",
-           "WEBHOOK_DURATION", "render", "source_of"]
+           "WEBHOOK_DURATION", "labeled", "render", "source_of"]
