@@ -231,6 +231,10 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
         # Durability is not a goal for a mock; speed under load is.
         conn.execute("PRAGMA synchronous=OFF")
+        # Debian's SQLite zeroes every deleted row and every freed page (SECURE_DELETE), so each eviction wrote
+        # pages no one reads again: a quarter of a stored prepare's CPU at the bounds (bench/RESULTS.md). FAST
+        # still zeroes deleted rows on the pages a commit writes anyway.
+        conn.execute("PRAGMA secure_delete=FAST")
         conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
         if self._checkpointer is not None:
             conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it, off the hot path
