@@ -19,7 +19,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from mock_server import metrics
 from mock_server.agents.book import BookCache
-from mock_server.core import calls, checks, contracts, outcomes
+from mock_server.core import calls, checks, contracts, entropy, outcomes
 from mock_server.core.config import MockConfig
 from mock_server.core.errors import ApiError
 from mock_server.core.exchange import Request, Response, Result, Write
@@ -75,7 +75,7 @@ class Backend:
 
     def dispatch(self, route: Route, request: Request, args: dict[str, Any]) -> Response:
         """Answer a routed request and journal it (the Flask views' entry point)."""
-        request_id = os.urandom(12).hex()
+        request_id = entropy.random_hex(12)
         try:
             if route.is_admin:
                 checks.admin(self.config, request, token=route.needs_token)
@@ -98,7 +98,7 @@ class Backend:
     def crashed(self, request: Request, exc: Exception, request_id: str | None = None, kind: str = "http",
                 route_rule: str = "unrouted") -> Response:
         """The answer to a request the mock failed on: a JSON 500 naming the request id, journaled."""
-        request_id = request_id or os.urandom(12).hex()
+        request_id = request_id or entropy.random_hex(12)
         log.error("internal error on %s %s (request %s): %s: %s", request.method, request.path, request_id,
                   type(exc).__name__, exc)
         err = ApiError(500, "internal_error",
@@ -126,7 +126,7 @@ class Backend:
         return self._unrouted(request, ApiError(status, category, why, field=f"request {phase}"))
 
     def _unrouted(self, request: Request, err: ApiError) -> Response:
-        request_id = os.urandom(12).hex()
+        request_id = entropy.random_hex(12)
         result = Result(Response(err.status, err.body(request_id), dict(err.headers)))
         return self._finish(request, request_id, result, err.category, kind="http")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from mock_server.core import contracts
+from mock_server.core import contracts, entropy
 
 JsonDict = dict[str, Any]
 FAILED_MESSAGE = "Synthflow service outage (simulated by synthflow-mock): the call could not be registered."
@@ -42,7 +41,7 @@ class IdSource:
     def new(self) -> str:
         if self._seed is None:
             # Formatted from bytes, without building a UUID object: this runs once per prepared call.
-            h = bytearray(os.urandom(10))
+            h = bytearray(entropy.random_bytes(10))
             h[6] = (h[6] & 0x0F) | 0x40
             h[8] = (h[8] & 0x3F) | 0x80
             x = h.hex()

@@ -6,9 +6,27 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+
+_pid = os.getpid()
+
+
+def _this_pid() -> int:
+    """This process's id, as the multiprocess values name their files by it. Theirs calls ``os.getpid()``, a
+    system call, on every increment (three per HTTP request); this one is kept, and renewed in a forked child."""
+    return _pid
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before any value below exists
+    values.ValueClass = values.MultiProcessValue(process_identifier=_this_pid)
 
 HTTP_REQUESTS = Counter("synthflow_mock_http_requests", "HTTP requests answered",
                         ["route", "method", "status", "outcome", "source"])

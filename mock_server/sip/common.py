@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
+
+from mock_server.core.entropy import random_hex
 
 BRANCH_COOKIE = "z9hG4bK"
 """RFC 3261 §8.1.1.7: a branch starting with this was made by an RFC 3261 element."""
@@ -18,7 +19,7 @@ def format_addr(addr: tuple[str, int] | tuple[str, int, int, int]) -> str:
 
 def random_token(n_bytes: int = 8) -> str:
     """Hex text from ``n_bytes`` random bytes: for tags, Call-IDs and branches."""
-    return os.urandom(n_bytes).hex()
+    return random_hex(n_bytes)
 
 
 def new_branch() -> str:
