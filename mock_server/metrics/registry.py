@@ -58,13 +58,13 @@ _CHILDREN_CAP = 4096
 """Label sets remembered by :func:`labeled`; past this many (a client inventing HTTP methods), it asks again."""
 
 
-def labeled(metric: Any, *values: str) -> Any:
-    """``metric.labels(*values)``, remembered. ``labels()`` checks its arguments and takes a lock on every call
-    (1.5 µs), and a hot path asks for the same few label sets again and again."""
-    key = (metric, values)
+def labeled(metric: Any, *label_values: str) -> Any:
+    """``metric.labels(*label_values)``, remembered. ``labels()`` checks its arguments and takes a lock on every
+    call (1.5 µs), and a hot path asks for the same few label sets again and again."""
+    key = (metric, label_values)
     child = _CHILDREN.get(key)
     if child is None:
-        child = metric.labels(*values)
+        child = metric.labels(*label_values)
         if len(_CHILDREN) < _CHILDREN_CAP:
             _CHILDREN[key] = child
     return child
