@@ -141,6 +141,33 @@ def test_journal_filters_by_call_kind_path_time_and_seq_and_sip_rows_read_back_w
     assert [e["kind"] for e in store.journal(call_id="call-1")] == ["http", "sip"]
 
 
+def test_journal_seqs_keep_rising_across_a_reset(store):
+    store.record(entry(1), entry(2))
+    before = [e["seq"] for e in store.journal()]
+    store.reset()
+    store.record(entry(3))
+    after = store.journal()
+    assert len(after) == 1 and after[0]["seq"] > max(before)
+    assert [e["path"] for e in store.journal(after_seq=max(before))] == ["/p/3"]
+    assert store.journal(after_seq=after[0]["seq"]) == []
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_journal_seqs_keep_rising_when_a_byte_bound_empties_the_journal(where, tmp_path):
+    """An entry bigger than the journal's byte bound evicts every entry, itself too; the next entry still gets a
+    seq above any seen before."""
+    path = ":memory:" if where == "memory" else str(tmp_path / "state.sqlite3")
+    store = Store(path, journal_max_bytes=1000)
+    store.record(entry(1), entry(2))
+    seen = [e["seq"] for e in store.journal()]
+    store.record({**entry(3), "pad": "x" * 2000})
+    assert store.journal() == []
+    store.record(entry(4))
+    (latest,) = store.journal()
+    assert latest["path"] == "/p/4" and latest["seq"] > max(seen)
+    store.close()
+
+
 def test_evicted_journal_entries_leave_their_calls_index(store):
     for n in range(8):
         store.record({**entry(n), "call_id": "call-x" if n % 2 else None})

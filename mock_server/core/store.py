@@ -73,14 +73,14 @@ def id_args(call_id: str) -> tuple[str, str]:
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS calls (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq     INTEGER PRIMARY KEY,
     id      TEXT NOT NULL,
     status  TEXT NOT NULL,
     data    TEXT NOT NULL,
     plan    TEXT
 );
 CREATE TABLE IF NOT EXISTS journal (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq     INTEGER PRIMARY KEY,
     time    REAL NOT NULL,
     kind    TEXT NOT NULL,
     call_id TEXT,
@@ -101,7 +101,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS calls_by_id ON calls({_key("id")}, id);
 DROP INDEX IF EXISTS journal_call_id;
 CREATE INDEX IF NOT EXISTS journal_by_call ON journal({_key("call_id")}, call_id);
 CREATE TABLE IF NOT EXISTS call_events (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq     INTEGER PRIMARY KEY,
     call_id TEXT NOT NULL,
     time    INTEGER NOT NULL,
     event   TEXT NOT NULL,
@@ -116,7 +116,7 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO counters(name, value) VALUES ('journal_evicted', 0), ('calls_evicted', 0),
-    ('journal_bytes', 0), ('calls_bytes', 0);
+    ('journal_bytes', 0), ('calls_bytes', 0), ('journal_seq_base', 0);
 CREATE TABLE IF NOT EXISTS scenarios (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     match     TEXT NOT NULL,
@@ -141,6 +141,13 @@ _EVENTS_OF_EVICTED_CALLS = (f"DELETE FROM call_events WHERE {_key('call_id')} IN
 _STATUS = (f"COALESCE((SELECT e.status FROM call_events e WHERE {_key('e.call_id')} = {_key('calls.id')} "
            "AND e.call_id = calls.id AND e.status IS NOT NULL ORDER BY e.seq DESC LIMIT 1), calls.status)")
 """A call's current status: its newest lifecycle event's, else the one it was prepared with."""
+_SEQ_BASE = "(SELECT value FROM counters WHERE name = 'journal_seq_base')"
+"""Added to a journal row's rowid to make the ``seq`` clients see. The tables have no AUTOINCREMENT (it
+updated ``sqlite_sequence`` on every insert and wrote its page in every commit: 2 µs per stored prepare,
+bench/RESULTS.md), so an emptied journal starts its rowids at 1 again; the base, moved past the last seq
+whenever the journal is emptied, keeps seqs rising, as clients that follow the journal by seq need."""
+_SEQ_BASE_PAST_THE_JOURNAL = ("UPDATE counters SET value = value + COALESCE((SELECT max(seq) FROM journal), 0) "
+                              "WHERE name = 'journal_seq_base'")
 _CALL_DATA = f"SELECT data FROM calls WHERE {id_match()}"
 _CALL_STATUS = f"SELECT {_STATUS} FROM calls WHERE {id_match()}"
 _CALL_STATUS_AND_PLAN = f"SELECT {_STATUS}, plan FROM calls WHERE {id_match()}"
@@ -429,11 +436,12 @@ class Store:
         with self._transaction() as conn:
             conn.execute("DELETE FROM calls")
             conn.execute("DELETE FROM call_events")
+            conn.execute(_SEQ_BASE_PAST_THE_JOURNAL)
             conn.execute("DELETE FROM journal")
             conn.execute("DELETE FROM scenarios")
             conn.execute("DELETE FROM live_calls")
             conn.execute("DELETE FROM attempts")
-            conn.execute("UPDATE counters SET value = 0")
+            conn.execute("UPDATE counters SET value = 0 WHERE name != 'journal_seq_base'")
         self.shared.reset_draws()
         self.shared.reset_ids()
         self.shared.bump_version()
@@ -623,10 +631,10 @@ class Store:
             clauses.append("time >= ?")
             args.append(since)
         if after_seq is not None:
-            clauses.append("seq > ?")
+            clauses.append(f"seq > ? - {_SEQ_BASE}")
             args.append(after_seq)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        columns = ", ".join(("seq", "time", "kind", "call_id", "entry", "raw", *_SIP_META, "extra"))
+        columns = ", ".join((f"seq + {_SEQ_BASE}", "time", "kind", "call_id", "entry", "raw", *_SIP_META, "extra"))
         rows = self._read(f"SELECT {columns} FROM journal {where} ORDER BY seq LIMIT ?", (*args, limit))
         out = []
         for seq, t, kind, call_id, entry, raw, *meta, extra in rows:
@@ -641,7 +649,7 @@ class Store:
         return out
 
     def counters(self) -> dict[str, int]:
-        counts = dict(self._read("SELECT name, value FROM counters"))
+        counts = dict(self._read("SELECT name, value FROM counters WHERE name != 'journal_seq_base'"))
         counts["settings_version"] = self.shared.version()
         counts["draws_http"] = self.shared.draws()
         counts["journal_size"] = self._read("SELECT COUNT(*) FROM journal")[0][0]
@@ -710,8 +718,8 @@ class _Bound:
         table = self.table
         conn.execute(f"UPDATE counters SET value = value + ? WHERE name = '{table}_bytes'", (self.pending_bytes,))
         self.written = self.pending_bytes = 0
-        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
-        cutoff = (last[0] - self.rows) if last else 0
+        last = conn.execute(f"SELECT max(seq) FROM {table}").fetchone()[0] or 0
+        cutoff = last - self.rows
         total = conn.execute(f"SELECT value FROM counters WHERE name = '{table}_bytes'").fetchone()[0]
         if total > self.max_bytes:  # oldest rows until the rest fits
             over, freed = total - self.max_bytes, 0
@@ -726,6 +734,8 @@ class _Bound:
                              (cutoff,)).fetchone()[0]
         if self.cleanup:
             conn.execute(self.cleanup, (cutoff,))
+        if table == "journal" and cutoff >= last:  # all of it goes (a byte bound under one entry)
+            conn.execute(_SEQ_BASE_PAST_THE_JOURNAL)
         gone = conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (cutoff,)).rowcount
         if gone:
             conn.execute(f"UPDATE counters SET value = value + ? WHERE name = '{table}_evicted'", (gone,))
