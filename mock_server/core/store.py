@@ -18,7 +18,7 @@ journal rows use columns, not JSON, for the same reason.
 
 The outcome engine keeps its shared state here too, so every worker agrees:
 ``scenarios`` (queued outcomes with uses left), ``settings`` (the seeded policy)
-and ``counters`` (eviction counts). The settings version and the draw sequence
+and ``counters`` (eviction counts, bytes kept, the journal's seq base). The settings version and the draw sequence
 are read on every request, so they live in a mapped file (``counters.py``).
 """
 
