@@ -152,15 +152,20 @@ _CALL_DATA = f"SELECT data FROM calls WHERE {id_match()}"
 _CALL_STATUS = f"SELECT {_STATUS} FROM calls WHERE {id_match()}"
 _CALL_STATUS_AND_PLAN = f"SELECT {_STATUS}, plan FROM calls WHERE {id_match()}"
 _SIP_META = ("direction", "transport", "local", "remote", "first_line", "sip_call_id", "decision", "reason")
-_JOURNAL_INSERT_ENTRY = "INSERT INTO journal(time, kind, call_id, path, entry) VALUES (?, ?, ?, ?, ?)"
-"""A JSON entry's row: only the columns it uses. Python's sqlite3 runs its adapter lookup on every None it
-binds (about 0.3 µs each), so the ten columns a JSON entry leaves empty are not bound at all."""
-_ENTRY_COLUMNS = 5
-"""How a JSON entry's row is told from a SIP row (13 columns) in one list: by its length."""
-_JOURNAL_INSERT_SIP = ("INSERT INTO journal(time, kind, call_id, raw, direction, transport, local, remote, "
-                       "first_line, sip_call_id, decision, reason, extra) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-"""A SIP message's row, as ``sip_journal_row`` makes it."""
+SIP_JOURNAL_COLUMNS = ("time", "kind", "call_id", "raw", *_SIP_META, "extra")
+"""The columns of a row from :func:`sip_journal_row` (the Redis store reads such rows by these names too)."""
+_ENTRY_JOURNAL_COLUMNS = ("time", "kind", "call_id", "path", "entry")
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+_JOURNAL_INSERTS = {len(columns): (_insert("journal", columns), columns.index(text))
+                    for columns, text in ((_ENTRY_JOURNAL_COLUMNS, "entry"), (SIP_JOURNAL_COLUMNS, "raw"))}
+"""A journal row's statement and the index of its text, by the row's length: a JSON entry binds only the five
+columns it uses, a SIP message its thirteen. Python's sqlite3 runs its adapter lookup on every None it binds
+(about 0.3 µs each), so the columns a row leaves empty are not bound at all."""
 
 
 def checkpoint_pass(conn: sqlite3.Connection, lock_fd: int) -> None:
@@ -223,7 +228,8 @@ class Store:
         self._checkpointer: tuple[threading.Event, threading.Thread] | None = None
         self._connection()  # create the schema now, so a bad path fails at start-up
         self.shared = SharedCounters(None if self.in_memory else path + ".counters")
-        self._journal_due = _Bound("journal", "LENGTH(COALESCE(entry, raw, ''))", journal_limit, journal_max_bytes)
+        self._journal_due = _Bound("journal", "LENGTH(COALESCE(entry, raw, ''))", journal_limit, journal_max_bytes,
+                                   before_emptying=_SEQ_BASE_PAST_THE_JOURNAL)
         self._calls_due = _Bound("calls", "LENGTH(data) + LENGTH(COALESCE(plan, ''))", calls_limit, calls_max_bytes,
                                  cleanup=_EVENTS_OF_EVICTED_CALLS)
         self._settings_seen: tuple[int, tuple[int, int]] | None = None
@@ -364,14 +370,10 @@ class Store:
         rows = [self._journal_row(e) for e in entries]
         size = 0
         for columns, run in itertools.groupby(rows, len):  # runs of one kind, so the journal keeps their order
-            if columns == _ENTRY_COLUMNS:
-                entry_rows = list(run)
-                conn.executemany(_JOURNAL_INSERT_ENTRY, entry_rows)
-                size += sum(len(r[4]) for r in entry_rows)
-            else:
-                sip_rows = list(run)
-                conn.executemany(_JOURNAL_INSERT_SIP, sip_rows)
-                size += sum(len(r[3]) for r in sip_rows)
+            insert, text_at = _JOURNAL_INSERTS[columns]
+            run_rows = list(run)
+            conn.executemany(insert, run_rows)
+            size += sum(len(r[text_at]) for r in run_rows)
         if self._journal_due.add(len(rows), size):
             self._journal_due.enforce(conn)
 
@@ -634,7 +636,7 @@ class Store:
             clauses.append(f"seq > ? - {_SEQ_BASE}")
             args.append(after_seq)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        columns = ", ".join((f"seq + {_SEQ_BASE}", "time", "kind", "call_id", "entry", "raw", *_SIP_META, "extra"))
+        columns = ", ".join((f"seq + {_SEQ_BASE}", "time", "kind", "call_id", "entry", *SIP_JOURNAL_COLUMNS[3:]))
         rows = self._read(f"SELECT {columns} FROM journal {where} ORDER BY seq LIMIT ?", (*args, limit))
         out = []
         for seq, t, kind, call_id, entry, raw, *meta, extra in rows:
@@ -702,8 +704,11 @@ class _Bound:
 
     MAX_STEP = 32
 
-    def __init__(self, table: str, size_sql: str, rows: int, max_bytes: int, cleanup: str | None = None) -> None:
+    def __init__(self, table: str, size_sql: str, rows: int, max_bytes: int, cleanup: str | None = None,
+                 before_emptying: str | None = None) -> None:
         self.table, self.size_sql, self.rows, self.max_bytes, self.cleanup = table, size_sql, rows, max_bytes, cleanup
+        self.before_emptying = before_emptying
+        """Run when an eviction takes every row (a byte bound under one row), before the delete."""
         self.every = min(max(1, rows // 16), self.MAX_STEP) if rows >= 32 else 1
         self.every_bytes = max(1, max_bytes // 16)
         self.written = 0
@@ -734,8 +739,8 @@ class _Bound:
                              (cutoff,)).fetchone()[0]
         if self.cleanup:
             conn.execute(self.cleanup, (cutoff,))
-        if table == "journal" and cutoff >= last:  # all of it goes (a byte bound under one entry)
-            conn.execute(_SEQ_BASE_PAST_THE_JOURNAL)
+        if self.before_emptying and cutoff >= last:
+            conn.execute(self.before_emptying)
         gone = conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (cutoff,)).rowcount
         if gone:
             conn.execute(f"UPDATE counters SET value = value + ? WHERE name = '{table}_evicted'", (gone,))

@@ -229,7 +229,7 @@ class HttpConnection(asyncio.Protocol):
             # A request is left part-read: its headers are due header_timeout_s after its first byte, its body
             # body_timeout_s after its headers, and both arrived in this call. (A whole request in one read, the
             # usual case, sets no timer at all.)
-            self._arm(phase, self.settings.header_timeout_s if phase == "headers" else self.settings.body_timeout_s)
+            self._arm(phase, self._read_wait_s(phase))
 
     # -- httptools callbacks --------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -405,9 +405,12 @@ class HttpConnection(asyncio.Protocol):
             return
         self._read_timeout()
 
+    def _read_wait_s(self, phase: str) -> float:
+        """How long the ``phase`` of a request ("headers" or "body") may take to arrive."""
+        return self.settings.header_timeout_s if phase == "headers" else self.settings.body_timeout_s
+
     def _read_timeout(self) -> None:
-        waited = self.settings.header_timeout_s if self.phase == "headers" else self.settings.body_timeout_s
-        self._fail(408, f"The request's {self.phase} did not arrive within {waited:g} s")
+        self._fail(408, f"The request's {self.phase} did not arrive within {self._read_wait_s(self.phase):g} s")
 
     def _fail(self, status: int, why: str) -> None:
         """Answer a request that cannot be read with a journaled JSON error, then close."""

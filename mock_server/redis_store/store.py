@@ -37,14 +37,11 @@ from mock_server.agents.limits import Refusal, _window
 from mock_server.core import jsonio
 from mock_server.core.calls import ENDED, CallEvent, apply_events
 from mock_server.core.exchange import Write
-from mock_server.core.store import call_rows
+from mock_server.core.store import SIP_JOURNAL_COLUMNS, call_rows
 from mock_server.redis_store import scripts
 
 JsonDict = dict[str, Any]
 DEFAULT_PREFIX = "synthflow-mock"
-_SIP_COLUMNS = ("time", "kind", "call_id", "raw", "direction", "transport", "local", "remote", "first_line",
-                "sip_call_id", "decision", "reason", "extra")
-"""The columns of a row from ``sip_journal_row``."""
 _CHUNK = 500
 
 
@@ -441,7 +438,7 @@ def _encode_entry(entry: JsonDict | tuple[Any, ...]) -> tuple[str | None, bytes]
     turned into the dict the SQLite store gives back for it."""
     if not isinstance(entry, tuple):
         return entry.get("call_id"), jsonio.dumps(entry)
-    row = dict(zip(_SIP_COLUMNS, entry, strict=True))
+    row = dict(zip(SIP_JOURNAL_COLUMNS, entry, strict=True))
     extra = row.pop("extra")
     row["raw_bytes"] = len(row["raw"].encode())
     if extra:
