@@ -266,3 +266,14 @@ def test_a_closed_connection_leaves_no_reference_cycle(front):
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+
+
+def test_a_chunked_body_is_read_whole(front):
+    """A chunked request has no Content-Length: the front hands the app the decoded body all the same."""
+    body = json.dumps(VALID_BODY).encode()
+    chunks = iter([body[:20], body[20:]])
+    response = requests.post(f"{front.url}/v2/prepare_inbound", data=chunks,
+                             headers={**AUTH, "Content-Type": "application/json"}, timeout=5)
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert response.status_code == 200, response.text
+    assert response.json()["custom_variables"] == VALID_BODY["custom_variables"]

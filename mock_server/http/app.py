@@ -33,8 +33,9 @@ def _core_request(body_limit: int) -> exchange.Request:
         headers["content-type"] = environ["CONTENT_TYPE"]
     if environ.get("CONTENT_LENGTH"):
         headers["content-length"] = environ["CONTENT_LENGTH"]
-    # Read one byte past the limit: enough for the core to answer 413, never an unbounded read.
-    body = req.stream.read(body_limit + 1)
+    # Read one byte past the limit: enough for the core to answer 413, never an unbounded read. The front's
+    # input is the whole body, already read and capped, so Werkzeug's guarded stream (6 µs) adds nothing.
+    body = (environ["wsgi.input"] if front is not None else req.stream).read(body_limit + 1)
     query = req.args.to_dict() if environ.get("QUERY_STRING") else {}
     return exchange.Request(req.method, req.path, headers, body, query, req.remote_addr,
                             front.writes if front is not None else None)

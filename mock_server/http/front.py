@@ -12,8 +12,10 @@ The life of one request on a connection:
    ``body_timeout_s`` of the headers; otherwise the core answers 408 (journaled) and the
    connection closes. A body is read up to ``max_body_bytes`` + 1 bytes, so the core can
    answer 413 without the front reading more.
-2. The Flask app runs inline on the loop with the whole body in ``wsgi.input``; the core puts
-   its store writes in ``environ[FRONT_KEY].writes`` instead of committing them.
+2. The Flask app runs inline on the loop with the whole body in ``wsgi.input`` (marked
+   ``wsgi.input_terminated``: a chunked body has no Content-Length, and without the mark
+   Werkzeug reads it as empty); the core puts its store writes in ``environ[FRONT_KEY].writes``
+   instead of committing them.
 3. The writes of every request finished in this loop turn are committed in one transaction
    (group commit); only then do their answers go out, so a GET or an INVITE sent after an
    answer always finds what the answer reported (read-your-writes across workers).
@@ -293,7 +295,7 @@ class HttpConnection(asyncio.Protocol):
             "REMOTE_ADDR": self.remote[0], "REMOTE_PORT": str(self.remote[1]),
             "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
             "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
-            "wsgi.run_once": False, FRONT_KEY: context,
+            "wsgi.run_once": False, "wsgi.input_terminated": True, FRONT_KEY: context,
         }
         for raw_name, raw_value in headers:
             name = raw_name.decode("latin-1").upper().replace("-", "_")
