@@ -7,15 +7,25 @@ group commit, writing the answer), the Flask app, the core and the SQLite store.
 loop turn that commits the group and writes the answers, as under ``wrk -c16``. 15 runs of 60 rounds;
 prints the process time per request (min and median). Steadier than a wrk run on a shared machine (the
 minimum filters out other tenants), so it is the one to compare before and after a change to the front.
+
+    .venv/bin/python bench/http_front_inprocess.py --beside ../shared/bench/flask_app.py
+
+also serves that module's ``app`` (the bare Flask anchor: parse, check the token, build the call, jsonify;
+no store) through the same front, alternating runs with the mock's, and prints what the mock costs above
+it: issue #11's "about 30 µs above a bare Flask handler".
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib.util
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from mock_server.core.backend import Backend
@@ -59,38 +69,68 @@ class MemoryTransport(asyncio.Transport):
         pass
 
 
-def main() -> None:
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    backend = Backend(MockConfig(store_path=os.path.join(tempfile.mkdtemp(), "state.sqlite3")))
-    front = Front(create_app(backend=backend), backend, FrontSettings(), loop)
-    transports = [MemoryTransport() for _ in range(CONNECTIONS)]
-    connections = [front.protocol() for _ in transports]
-    for conn, transport in zip(connections, transports, strict=True):
-        conn.connection_made(transport)
+class Harness:
+    """One front over ``app``, its 16 in-memory connections, and a loop to turn."""
 
-    async def turn() -> None:
-        await asyncio.sleep(0)
+    def __init__(self, app: Callable[..., Iterable[bytes]] | None) -> None:
+        self.loop = new_event_loop()
+        self.backend = Backend(MockConfig(store_path=os.path.join(tempfile.mkdtemp(), "state.sqlite3")))
+        self.front = Front(app or create_app(backend=self.backend), self.backend, FrontSettings(), self.loop)
+        self.transports = [MemoryTransport() for _ in range(CONNECTIONS)]
+        self.connections = [self.front.protocol() for _ in self.transports]
+        for conn, transport in zip(self.connections, self.transports, strict=True):
+            conn.connection_made(transport)
+        self.sent = 0
 
-    def rounds(count: int) -> None:
-        for _ in range(count):
-            for conn in connections:
-                conn.data_received(REQUEST)
-            loop.run_until_complete(turn())
-
-    rounds(100)
-    runs = []
-    for _ in range(RUNS):
+    def rounds(self, count: int) -> float:
+        """Send ``count`` rounds; the process time per request, in µs."""
+        asyncio.set_event_loop(self.loop)
         t0 = time.process_time()
-        rounds(ROUNDS)
-        runs.append((time.process_time() - t0) / (ROUNDS * CONNECTIONS) * 1e6)
-    answered = sum(t.answers for t in transports)
-    expected = (100 + RUNS * ROUNDS) * CONNECTIONS
-    assert answered == expected, f"{answered} answers for {expected} requests"
-    print(f"prepare_inbound through the front, Flask, core and store: min {min(runs):.0f} us, "
-          f"median {statistics.median(runs):.0f} us of CPU per request")
-    front.close()
-    backend.store.close()
+        for _ in range(count):
+            for conn in self.connections:
+                conn.data_received(REQUEST)
+            self.loop.run_until_complete(asyncio.sleep(0))
+        self.sent += count * CONNECTIONS
+        return (time.process_time() - t0) / (count * CONNECTIONS) * 1e6
+
+    def close(self) -> None:
+        answered = sum(t.answers for t in self.transports)
+        assert answered == self.sent, f"{answered} answers for {self.sent} requests"
+        self.front.close()
+        self.backend.store.close()
+        self.loop.close()
+
+
+def flask_app_from(path: Path) -> Callable[..., Iterable[bytes]]:
+    spec = importlib.util.spec_from_file_location("bare_flask_anchor", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--beside", type=Path, help="a module whose Flask `app` to measure through the same front")
+    args = parser.parse_args()
+    harnesses = {"mock": Harness(None)}
+    if args.beside:
+        harnesses["bare Flask"] = Harness(flask_app_from(args.beside))
+    for harness in harnesses.values():
+        harness.rounds(100)
+    runs: dict[str, list[float]] = {name: [] for name in harnesses}
+    for _ in range(RUNS):
+        for name, harness in harnesses.items():  # alternating, so other tenants of the machine hit both alike
+            runs[name].append(harness.rounds(ROUNDS))
+    for harness in harnesses.values():
+        harness.close()
+    for name, times in runs.items():
+        what = "the front, Flask, core and store" if name == "mock" else f"the front and {args.beside.name}'s app"
+        print(f"{name}: prepare_inbound through {what}: min {min(times):.0f} us, "
+              f"median {statistics.median(times):.0f} us of CPU per request")
+    if args.beside:
+        mock, bare = runs["mock"], runs["bare Flask"]
+        print(f"the mock above bare Flask: {min(mock) - min(bare):.0f} us (least against least), "
+              f"{statistics.median(mock) - statistics.median(bare):.0f} us (median against median)")
 
 
 if __name__ == "__main__":
