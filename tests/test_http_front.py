@@ -277,3 +277,61 @@ def test_a_chunked_body_is_read_whole(front):
     assert response.request.headers.get("Transfer-Encoding") == "chunked"
     assert response.status_code == 200, response.text
     assert response.json()["custom_variables"] == VALID_BODY["custom_variables"]
+
+
+def _head_of_prepare(expect: str, body: bytes, version: str = "1.1") -> bytes:
+    return (f"POST /v2/prepare_inbound HTTP/{version}\r\nHost: x\r\nAuthorization: {AUTH['Authorization']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: {expect}\r\n"
+            f"Connection: close\r\n\r\n").encode()
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(front):
+    """curl, .NET and Java clients send Expect: 100-continue and hold the body back until told (curl for
+    a second, others until their timeout)."""
+    body = json.dumps(VALID_BODY).encode()
+    sock = raw(front)
+    sock.settimeout(0.3)  # well under curl's one-second wait
+    sock.sendall(_head_of_prepare("100-continue", body))
+    assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sock.settimeout(5)
+    sock.sendall(body)
+    answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"100 Continue" not in answer
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["custom_variables"] == VALID_BODY["custom_variables"]
+
+
+def test_a_body_sent_along_with_expect_gets_no_interim_answer(front):
+    body = json.dumps(VALID_BODY).encode()
+    sock = raw(front)
+    sock.sendall(_head_of_prepare("100-continue", body) + body)
+    assert read_all(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_an_http_1_0_client_gets_no_100_continue(front):
+    """RFC 9110, 10.1.1: a server must not send a 100 to an HTTP/1.0 client; it waits for the body."""
+    body = json.dumps(VALID_BODY).encode()
+    sock = raw(front)
+    sock.settimeout(0.2)
+    sock.sendall(_head_of_prepare("100-continue", body, version="1.0"))
+    with pytest.raises(TimeoutError):
+        sock.recv(100)
+    sock.settimeout(5)
+    sock.sendall(body)
+    assert read_all(sock).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("body_sent", [False, True], ids=["body-held", "body-sent"])
+def test_an_unknown_expectation_gets_417_json_and_is_journaled(front, body_sent):
+    body = json.dumps(VALID_BODY).encode()
+    sock = raw(front)
+    sock.sendall(_head_of_prepare("teapot", body) + (body if body_sent else b""))
+    head, _, payload = read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 417 Expectation Failed") and b"Connection: close" in head
+    error = json.loads(payload)
+    assert_matches("error.schema.json", error)
+    assert error["detail"]["category"] == "expectation_failed" and "'teapot'" in error["detail"]["description"]
+    assert error["detail"]["field"] == "expect"
+    time.sleep(0.05)
+    journaled = [e for e in front.backend.store.journal(kinds=("http",), limit=100_000)
+                 if e.get("request_id") == error["detail"]["request_id"]]
+    assert journaled and journaled[0]["status"] == 417

@@ -30,6 +30,9 @@ from mock_server.core.store import Store, store_errors
 
 log = logging.getLogger("synthflow_mock")
 
+_UNREADABLE_CATEGORIES = {408: "request_timeout", 417: "expectation_failed"}
+"""The error category of an answer the front gives a request it could not read (others: bad_request)."""
+
 
 class Backend:
     """Calls, journal and HTTP behaviour shared by every door."""
@@ -121,9 +124,10 @@ class Backend:
 
     def unreadable(self, request: Request, status: int, why: str, *, phase: str) -> Response:
         """The answer to a request the front could not read whole (408 after a read timeout, 400 for bad
-        HTTP), journaled with what did arrive."""
-        category = "request_timeout" if status == 408 else "bad_request"
-        return self._unrouted(request, ApiError(status, category, why, field=f"request {phase}"))
+        HTTP, 417 for an expectation it does not meet), journaled with what did arrive."""
+        category = _UNREADABLE_CATEGORIES.get(status, "bad_request")
+        field = "expect" if status == 417 else f"request {phase}"
+        return self._unrouted(request, ApiError(status, category, why, field=field))
 
     def _unrouted(self, request: Request, err: ApiError) -> Response:
         request_id = entropy.random_hex(12)

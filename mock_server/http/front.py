@@ -193,6 +193,8 @@ class HttpConnection(asyncio.Protocol):
     def _reset_message(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.expect: bytes | None = None
+        """The request's Expect header, until it is answered (``_answer_expectation``)."""
         self.body = bytearray()
         self.phase = "idle"
 
@@ -227,6 +229,8 @@ class HttpConnection(asyncio.Protocol):
             self._fail(400, f"Malformed HTTP request: {exc}")
             return
         phase = self.phase
+        if phase == "body" and self.expect is not None and not self.discard:
+            self._answer_expectation()  # the headers are in and the body is not: the client may be waiting for us
         if phase != "idle" and phase != self.timed and not self.discard:
             # A request is left part-read: its headers are due header_timeout_s after its first byte, its body
             # body_timeout_s after its headers, and both arrived in this call. (A whole request in one read, the
@@ -244,6 +248,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        if len(name) == 6 and name.lower() == b"expect":
+            self.expect = value
 
     def on_headers_complete(self) -> None:
         self.phase = "body"
@@ -259,8 +265,12 @@ class HttpConnection(asyncio.Protocol):
         self.body += chunk
 
     def on_message_complete(self) -> None:
-        if not self.discard:
-            self._complete(keep_alive=self.parser.should_keep_alive())
+        if self.discard:
+            return
+        if self.expect is not None and not _is_100_continue(self.expect):
+            self._fail(417, _unsupported_expectation(self.expect))
+            return
+        self._complete(keep_alive=self.parser.should_keep_alive())
 
     # -- requests -------------------------------------------------------------------------
     def _complete(self, keep_alive: bool) -> None:
@@ -378,6 +388,16 @@ class HttpConnection(asyncio.Protocol):
                                 what=f"{entry.get('method')} {entry.get('path')}", outcome=entry.get("outcome"),
                                 reason=entry.get("reason") or entry.get("error"), latency_ms=latency * 1000)
 
+    def _answer_expectation(self) -> None:
+        """``Expect: 100-continue``: tell the client to send its body (curl otherwise waits a second, some
+        clients until their timeout); any other expectation is refused with 417 (RFC 9110, 10.1.1).
+        Not while an earlier pipelined answer is owed: a 100 must not come before it."""
+        expect, self.expect = self.expect, None
+        if not _is_100_continue(expect):
+            self._fail(417, _unsupported_expectation(expect))
+        elif not self.busy and self.transport is not None and self.parser.get_http_version() != "1.0":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     # -- timeouts and failures ----------------------------------------------------------------
     # One timer per connection, re-armed lazily: a request read whole in one go moves ``deadline`` only when
     # its answer goes out (the idle wait), and the timer, still set for an earlier deadline, fires then and
@@ -442,12 +462,20 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
 
-_PHRASES = {400: "Bad Request", 408: "Request Timeout"}
+_PHRASES = {400: "Bad Request", 408: "Request Timeout", 417: "Expectation Failed"}
 _NEVER = float("inf")
 _TIMER_SLACK_S = 0.001
 """A timer that fires this close to its deadline counts as on time (the loop's clock ticks in milliseconds)."""
 _FRONT_HEADERS = frozenset({"content-length", "connection", "date", "transfer-encoding"})
 """Headers the front writes itself, whatever the app set."""
+
+
+def _is_100_continue(expect: bytes) -> bool:
+    return expect.strip().lower() == b"100-continue"
+
+
+def _unsupported_expectation(expect: bytes) -> str:
+    return f"Expect: {expect.decode('latin-1')[:100]!r} is not supported; the only expectation is 100-continue"
 
 
 def _path_of(url: bytes) -> str:
