@@ -70,6 +70,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="a request's body must arrive within this long of its headers, else 408")
     p.add_argument("--http-idle-timeout-s", type=float, default=75.0,
                    help="close a keep-alive connection idle this long")
+    p.add_argument("--http-max-header-bytes", type=int, default=64 * 1024,
+                   help="a request's line and headers must end within this many bytes, else 414 (URL) or 431")
     p.add_argument("--token", dest="tokens", action="append", default=[],
                    help="accepted API token (repeatable); with none, any non-empty bearer token is accepted")
     p.add_argument("--admin-token", default=None,

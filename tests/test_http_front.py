@@ -335,3 +335,49 @@ def test_an_unknown_expectation_gets_417_json_and_is_journaled(front, body_sent)
     journaled = [e for e in front.backend.store.journal(kinds=("http",), limit=100_000)
                  if e.get("request_id") == error["detail"]["request_id"]]
     assert journaled and journaled[0]["status"] == 417
+
+
+@pytest.fixture(scope="module")
+def small_heads():
+    server = FrontThread(MockConfig(http_max_header_bytes=4096)).start()
+    yield server
+    server.stop()
+
+
+def test_headers_without_end_get_431_once_over_the_limit(small_heads):
+    """Without a bound, one connection sending headers for the read timeout grew a worker by gigabytes."""
+    sock = raw(small_heads)
+    sock.sendall(b"POST /v2/prepare_inbound HTTP/1.1\r\nHost: x\r\n")
+    time.sleep(0.05)
+    for _ in range(3):  # in reads of their own, never ending
+        sock.sendall(b"X-Pad: " + b"a" * 1500 + b"\r\n")
+        time.sleep(0.05)
+    head, _, payload = read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large") and b"Connection: close" in head
+    error = json.loads(payload)
+    assert_matches("error.schema.json", error)
+    assert error["detail"]["category"] == "header_fields_too_large"
+    assert "the limit is 4096" in error["detail"]["description"]
+    time.sleep(0.05)
+    assert any(e.get("request_id") == error["detail"]["request_id"] and e["status"] == 431
+               for e in small_heads.backend.store.journal(kinds=("http",), limit=100_000))
+
+
+def test_a_url_without_end_gets_414(small_heads):
+    sock = raw(small_heads)
+    sock.sendall(b"GET /v2/calls/" + b"a" * 5000)
+    head, _, payload = read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 414 URI Too Long")
+    error = json.loads(payload)["detail"]
+    assert error["category"] == "uri_too_long" and error["field"] == "url"
+
+
+def test_the_header_limit_holds_for_a_request_read_whole_and_spares_bodies(small_heads):
+    url = f"{small_heads.url}/v2/prepare_inbound"
+    assert requests.post(url, json=VALID_BODY, headers={**AUTH, "X-Pad": "a" * 3500}, timeout=5).status_code == 200
+    # a body far over the header limit is no head: only the body's own limit applies to it
+    roomy = {**VALID_BODY, "custom_variables": {"pad": "b" * 20_000}}
+    assert requests.post(url, json=roomy, headers=AUTH, timeout=5).status_code == 200
+    refused = requests.post(url, json=VALID_BODY, headers={**AUTH, "X-Pad": "a" * 4500}, timeout=5)
+    assert refused.status_code == 431 and "the limit is 4096" in refused.json()["detail"]["description"]
+    assert requests.post(url, json=VALID_BODY, headers=AUTH, timeout=5).status_code == 200

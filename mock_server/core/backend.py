@@ -30,7 +30,8 @@ from mock_server.core.store import Store, store_errors
 
 log = logging.getLogger("synthflow_mock")
 
-_UNREADABLE_CATEGORIES = {408: "request_timeout", 417: "expectation_failed"}
+_UNREADABLE_CATEGORIES = {408: "request_timeout", 414: "uri_too_long", 417: "expectation_failed",
+                          431: "header_fields_too_large"}
 """The error category of an answer the front gives a request it could not read (others: bad_request)."""
 
 
@@ -124,9 +125,10 @@ class Backend:
 
     def unreadable(self, request: Request, status: int, why: str, *, phase: str) -> Response:
         """The answer to a request the front could not read whole (408 after a read timeout, 400 for bad
-        HTTP, 417 for an expectation it does not meet), journaled with what did arrive."""
+        HTTP, 414/431 for a line or headers too long, 417 for an expectation it does not meet), journaled
+        with what did arrive."""
         category = _UNREADABLE_CATEGORIES.get(status, "bad_request")
-        field = "expect" if status == 417 else f"request {phase}"
+        field = {417: "expect", 414: "url"}.get(status, f"request {phase}")
         return self._unrouted(request, ApiError(status, category, why, field=field))
 
     def _unrouted(self, request: Request, err: ApiError) -> Response:

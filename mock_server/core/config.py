@@ -95,6 +95,8 @@ class MockConfig:
     """A request's body must arrive within this long of its headers, or it gets 408."""
     http_idle_timeout_s: float = 75.0
     """A keep-alive connection with no request for this long is closed."""
+    http_max_header_bytes: int = 64 * 1024
+    """A request whose line and headers are not complete within this many bytes gets 414 (the URL) or 431."""
     media: bool = True
     """RTP for every answered call (the agent's greeting out, the caller's audio recorded); off for pure
     signalling load."""

@@ -11,7 +11,8 @@ The life of one request on a connection:
 1. Its headers arrive within ``header_timeout_s`` of its first byte, and its body within
    ``body_timeout_s`` of the headers; otherwise the core answers 408 (journaled) and the
    connection closes. A body is read up to ``max_body_bytes`` + 1 bytes, so the core can
-   answer 413 without the front reading more.
+   answer 413 without the front reading more. Headers still incomplete after ``max_header_bytes``
+   get 414 (still in the URL) or 431: no client grows a worker by sending headers without end.
 2. The Flask app runs inline on the loop with the whole body in ``wsgi.input`` (marked
    ``wsgi.input_terminated``: a chunked body has no Content-Length, and without the mark
    Werkzeug reads it as empty); the core puts its store writes in ``environ[FRONT_KEY].writes``
@@ -59,6 +60,7 @@ class FrontSettings:
     body_timeout_s: float = 10.0
     idle_timeout_s: float = 75.0
     max_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -186,6 +188,8 @@ class HttpConnection(asyncio.Protocol):
         """The phase ``deadline`` is for ("idle", "headers", "body"), or "" when nothing is timed."""
         self.queue: deque[tuple[str, bytes, list[tuple[bytes, bytes]], bytes, bool, float]] = deque()
         self.started = 0.0
+        self.read_bytes = 0
+        """Length of the read being parsed."""
         self.busy = False
         self.discard = False
         self._reset_message()
@@ -193,6 +197,8 @@ class HttpConnection(asyncio.Protocol):
     def _reset_message(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        """Bytes received before the read this request's line and headers end in."""
         self.expect: bytes | None = None
         """The request's Expect header, until it is answered (``_answer_expectation``)."""
         self.body = bytearray()
@@ -220,6 +226,7 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.discard:
             return
+        self.read_bytes = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -229,6 +236,11 @@ class HttpConnection(asyncio.Protocol):
             self._fail(400, f"Malformed HTTP request: {exc}")
             return
         phase = self.phase
+        if phase == "headers" and not self.discard:
+            self.head_bytes += len(data)  # all of it is head: the headers did not end in it
+            if self.head_bytes > self.settings.max_header_bytes:
+                self._head_too_large(self.head_bytes)
+                return
         if phase == "body" and self.expect is not None and not self.discard:
             self._answer_expectation()  # the headers are in and the body is not: the client may be waiting for us
         if phase != "idle" and phase != self.timed and not self.discard:
@@ -253,8 +265,14 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.phase = "body"
+        if self.head_bytes + self.read_bytes > self.settings.max_header_bytes:  # else the head cannot be over
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) + 16
+            if size > self.settings.max_header_bytes:
+                self._head_too_large(size)
 
     def on_body(self, chunk: bytes) -> None:
+        if self.discard:
+            return
         limit = self.settings.max_body_bytes + 1
         if len(self.body) + len(chunk) >= limit:
             # Enough for the core to answer 413; the rest is not read, and the connection ends after the answer.
@@ -431,6 +449,14 @@ class HttpConnection(asyncio.Protocol):
         """How long the ``phase`` of a request ("headers" or "body") may take to arrive."""
         return self.settings.header_timeout_s if phase == "headers" else self.settings.body_timeout_s
 
+    def _head_too_large(self, size: int) -> None:
+        """414 or 431 for a request line and headers of ``size`` bytes or more, over the limit."""
+        limit = self.settings.max_header_bytes
+        if self.headers:
+            self._fail(431, f"The request's headers are {size} bytes or more; the limit is {limit}")
+        else:
+            self._fail(414, f"The request's URL is {size} bytes or more; the limit is {limit}")
+
     def _read_timeout(self) -> None:
         self._fail(408, f"The request's {self.phase} did not arrive within {self._read_wait_s(self.phase):g} s")
 
@@ -462,7 +488,8 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
 
-_PHRASES = {400: "Bad Request", 408: "Request Timeout", 417: "Expectation Failed"}
+_PHRASES = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 417: "Expectation Failed",
+            431: "Request Header Fields Too Large"}
 _NEVER = float("inf")
 _TIMER_SLACK_S = 0.001
 """A timer that fires this close to its deadline counts as on time (the loop's clock ticks in milliseconds)."""

@@ -37,7 +37,8 @@ def tls_context(config: MockConfig) -> ssl.SSLContext | None:
 
 def front_settings(config: MockConfig) -> FrontSettings:
     return FrontSettings(header_timeout_s=config.http_header_timeout_s, body_timeout_s=config.http_body_timeout_s,
-                         idle_timeout_s=config.http_idle_timeout_s, max_body_bytes=config.max_body_bytes)
+                         idle_timeout_s=config.http_idle_timeout_s, max_body_bytes=config.max_body_bytes,
+                         max_header_bytes=config.http_max_header_bytes)
 
 
 async def serve_on(sock: socket.socket, config: MockConfig, stop: asyncio.Event,
