@@ -381,3 +381,14 @@ def test_the_header_limit_holds_for_a_request_read_whole_and_spares_bodies(small
     refused = requests.post(url, json=VALID_BODY, headers={**AUTH, "X-Pad": "a" * 4500}, timeout=5)
     assert refused.status_code == 431 and "the limit is 4096" in refused.json()["detail"]["description"]
     assert requests.post(url, json=VALID_BODY, headers=AUTH, timeout=5).status_code == 200
+
+
+def test_head_declares_the_length_get_would_send_and_sends_no_body(front):
+    call_id = post(front).json()["synthflow_call_id"]
+    get = requests.get(f"{front.url}/v2/calls/{call_id}", headers=AUTH, timeout=5)
+    sock = raw(front)
+    sock.sendall(f"HEAD /v2/calls/{call_id} HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH['Authorization']}\r\n"
+                 f"Connection: close\r\n\r\n".encode())
+    head, _, body = read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b""
+    assert int(re.search(rb"Content-Length: (\d+)", head).group(1)) == len(get.content) > 100

@@ -82,6 +82,8 @@ class _Answer:
     started: float = 0.0
     """Loop time of the request's first byte (for the console line's latency)."""
     due: float = 0.0
+    length: int = -1
+    """The Content-Length to declare when it is not the body's: for HEAD, what GET would send."""
     """Loop time at which it may go out: when the app finished, plus its delay. Counting the delay from
     the request's own step, not from the group commit, keeps connections from moving in lockstep."""
 
@@ -346,7 +348,10 @@ class HttpConnection(asyncio.Protocol):
             if close is not None:
                 close()
         status, response_headers = started
-        return _Answer(f"HTTP/1.1 {status}\r\n".encode("latin-1"), response_headers, payload, context, keep_alive)
+        answer = _Answer(f"HTTP/1.1 {status}\r\n".encode("latin-1"), response_headers, payload, context, keep_alive)
+        if method == "HEAD":  # Werkzeug sends no body but keeps GET's Content-Length; so does the front
+            answer.length = next((int(v) for k, v in response_headers if k.lower() == "content-length"), 0)
+        return answer
 
     def deliver(self, answer: _Answer) -> None:
         """Send (or withhold) one answer, now or when it is due."""
@@ -376,7 +381,8 @@ class HttpConnection(asyncio.Protocol):
         head = [answer.status_line]
         head.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in answer.headers
                     if name.lower() not in _FRONT_HEADERS)
-        head.append(b"Content-Length: %d\r\nDate: %s\r\n%s" % (len(answer.body), self.front.date.value(),
+        length = len(answer.body) if answer.length < 0 else answer.length
+        head.append(b"Content-Length: %d\r\nDate: %s\r\n%s" % (length, self.front.date.value(),
                                                                  self.front.worker_header))
         head.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
         transport.write(b"".join(head) + answer.body)
