@@ -63,7 +63,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="HTTP worker processes, each on its own socket of the port (SO_REUSEPORT spreads "
                         "connections evenly); waiting holds no worker. 2 measures best on 2 cores: about 1.5x the "
                         "zero-latency throughput of one, for 5-21 %% more CPU per request when the load generator "
-                        "has a CPU of its own, 17-37 %% when it shares them (bench/RESULTS.md)")
+                        "has a CPU of its own, 17-37 %% when it shares them: the second worker's wake-ups "
+                        "serve half-size groups on shared caches (bench/RESULTS.md)")
     p.add_argument("--http-header-timeout-s", type=float, default=10.0,
                    help="a request's headers must arrive within this long, else 408")
     p.add_argument("--http-body-timeout-s", type=float, default=10.0,
