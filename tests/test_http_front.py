@@ -363,6 +363,12 @@ def test_headers_without_end_get_431_once_over_the_limit(small_heads):
                for e in small_heads.backend.store.journal(kinds=("http",), limit=100_000))
 
 
+def test_a_first_header_without_end_is_a_header_too_large_not_a_url(small_heads):
+    sock = raw(small_heads)
+    sock.sendall(b"POST /v2/prepare_inbound HTTP/1.1\r\nX-Pad: " + b"a" * 5000)
+    assert read_all(sock).startswith(b"HTTP/1.1 431 ")
+
+
 def test_a_url_without_end_gets_414(small_heads):
     sock = raw(small_heads)
     sock.sendall(b"GET /v2/calls/" + b"a" * 5000)

@@ -82,10 +82,10 @@ class _Answer:
     started: float = 0.0
     """Loop time of the request's first byte (for the console line's latency)."""
     due: float = 0.0
-    length: int = -1
-    """The Content-Length to declare when it is not the body's: for HEAD, what GET would send."""
     """Loop time at which it may go out: when the app finished, plus its delay. Counting the delay from
     the request's own step, not from the group commit, keeps connections from moving in lockstep."""
+    length: int = -1
+    """The Content-Length to declare when it is not the body's: for HEAD, what GET would send."""
 
 
 class _Date:
@@ -268,7 +268,7 @@ class HttpConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.phase = "body"
         if self.head_bytes + self.read_bytes > self.settings.max_header_bytes:  # else the head cannot be over
-            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) + 16
+            size = len(self.url) + _REQUEST_LINE_EXTRA + sum(len(name) + len(value) + 4 for name, value in self.headers)
             if size > self.settings.max_header_bytes:
                 self._head_too_large(size)
 
@@ -456,12 +456,12 @@ class HttpConnection(asyncio.Protocol):
         return self.settings.header_timeout_s if phase == "headers" else self.settings.body_timeout_s
 
     def _head_too_large(self, size: int) -> None:
-        """414 or 431 for a request line and headers of ``size`` bytes or more, over the limit."""
+        """414 if the request line alone is over the limit (so far), else 431; ``size``: the head's bytes so far."""
         limit = self.settings.max_header_bytes
-        if self.headers:
-            self._fail(431, f"The request's headers are {size} bytes or more; the limit is {limit}")
+        if len(self.url) + _REQUEST_LINE_EXTRA > limit:
+            self._fail(414, f"The request's URL is {len(self.url)} bytes or more; the limit is {limit}")
         else:
-            self._fail(414, f"The request's URL is {size} bytes or more; the limit is {limit}")
+            self._fail(431, f"The request's headers are {size} bytes or more; the limit is {limit}")
 
     def _read_timeout(self) -> None:
         self._fail(408, f"The request's {self.phase} did not arrive within {self._read_wait_s(self.phase):g} s")
@@ -497,6 +497,9 @@ class HttpConnection(asyncio.Protocol):
 _PHRASES = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 417: "Expectation Failed",
             431: "Request Header Fields Too Large"}
 _NEVER = float("inf")
+_REQUEST_LINE_EXTRA = 16
+"""About what a request line holds beside its URL (method, version, spaces, line end): the head bound is a
+guard against memory growth, not a byte-exact limit."""
 _TIMER_SLACK_S = 0.001
 """A timer that fires this close to its deadline counts as on time (the loop's clock ticks in milliseconds)."""
 _FRONT_HEADERS = frozenset({"content-length", "connection", "date", "transfer-encoding"})
