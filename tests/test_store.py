@@ -276,9 +276,12 @@ def test_the_wal_is_restarted_under_steady_writes(tmp_path, monkeypatch):
         conn.close()
     # The second commit after a pass began after it (the first may have been under way). Restarted by the
     # pass, the WAL is back at WAL_KEEP_BYTES (plus that commit) then; without the restart the file only
-    # grows while the writer keeps appending (about 4 MB after these passes).
+    # grows while the writer keeps appending (about 4 MB after these passes). A pass may find the WAL in
+    # use and leave the restart to the next one (_restart_wal), so one pass in the sample may miss: in a
+    # full CI run, one in fifteen did (1.6 MB after it, 128 KiB after every other).
     wal_sizes = [wal_after_commit[n + 1] for n in passes[len(passes) // 2:]]
-    assert max(wal_sizes) <= 512 * 1024, str(wal_sizes)
+    cut_back = [size for size in wal_sizes if size <= 512 * 1024]
+    assert len(cut_back) >= len(wal_sizes) * 3 // 4, str(wal_sizes)
     store.close()
     checkpointer.close()
 
