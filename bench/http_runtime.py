@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/http_runtime.py            # every scenario, about 6 minutes
     .venv/bin/python bench/http_runtime.py stalled    # or: zero latency50 latency500 slow slow_fixed rate workers
-                                                      #     workers_pinned
+                                                      #     workers_pinned workers_saturated
 
 Each scenario starts ``synthflow-mock serve --no-sip`` on 127.0.0.1, drives it with wrk (closed loop)
 or hey (fixed rate), reads the CPU of the server's processes from /proc, prints one line, and stops
@@ -286,7 +286,7 @@ def rate() -> str:
     return f"fixed 2000 req/s (hey -c16, 10 s): {result['rps']:.0f} req/s, p99 {result['p99_ms']:.2f} ms (goal <= 5)"
 
 
-def workers(rounds: int = 3, pinned: bool = False) -> str:
+def workers(rounds: int = 3, pinned: bool = False, saturated: bool = False) -> str:
     """CPU per request with one worker and with two, alternating for ``rounds`` rounds. Other tenants of a
     shared VM move one run by 20 % or more, so the comparison is of each count's least CPU per request.
 
@@ -294,7 +294,11 @@ def workers(rounds: int = 3, pinned: bool = False) -> str:
     otherwise shares a CPU with a worker whenever there are two: each worker then wakes more often, for
     fewer requests, onto caches the other processes cooled, and that, not the workers' own work, is most
     of what a second worker costs here (bench/RESULTS.md). Pinned, both counts run on one CPU of their own,
-    as workers on a machine with a core to spare for the load generator would."""
+    as workers on a machine with a core to spare for the load generator would.
+
+    ``saturated``: wrk -c16 as fast as the server answers instead of hey's fixed 2,000 req/s. At a fixed rate
+    far below capacity each worker wakes for every small group of requests, on caches the other processes
+    cooled; saturated, each wake-up serves a full group, as when throughput is what the workers are for."""
     allowed = sorted(os.sched_getaffinity(0))
     if pinned and len(allowed) < 2:
         return "CPU per request, pinned: needs two CPUs"
@@ -304,8 +308,9 @@ def workers(rounds: int = 3, pinned: bool = False) -> str:
         for n in (1, 2):
             server = Server("--workers", str(n), cpus=server_cpus)
             try:
-                _, used = cpu_us_per_request(server, lambda s=server: hey(s.url, 2000, 10, cpus=load_cpus)
-                                             or wrk(s.url, 16, 10))
+                load = ((lambda s=server: wrk(s.url, 16, 10)) if saturated else
+                        (lambda s=server: hey(s.url, 2000, 10, cpus=load_cpus) or wrk(s.url, 16, 10)))
+                _, used = cpu_us_per_request(server, load)
             finally:
                 server.stop()
             cpu[n].append(used)
@@ -313,7 +318,8 @@ def workers(rounds: int = 3, pinned: bool = False) -> str:
     least = {n: min(cpu[n]) for n in (1, 2)}
     apart = abs(least[2] - least[1]) / least[1] * 100
     where = f", server on CPU {allowed[0]} and hey on CPU {allowed[1]}" if pinned else ""
-    return (f"CPU per request at 2000 req/s{where}, {rounds} alternating rounds: {runs}; least {least[1]:.0f} and "
+    at = "saturated (wrk -c16, 10 s)" if saturated else "at 2000 req/s"
+    return (f"CPU per request {at}{where}, {rounds} alternating rounds: {runs}; least {least[1]:.0f} and "
             f"{least[2]:.0f} us, {apart:.0f} % apart (goal: within 15 %)")
 
 
@@ -321,9 +327,13 @@ def workers_pinned() -> str:
     return workers(pinned=True)
 
 
+def workers_saturated() -> str:
+    return workers(saturated=True)
+
+
 SCENARIOS = {"zero": zero, "latency50": latency50, "latency500": latency500, "slow": slow,
              "slow_fixed": slow_fixed, "stalled": stalled, "rate": rate, "workers": workers,
-             "workers_pinned": workers_pinned}
+             "workers_pinned": workers_pinned, "workers_saturated": workers_saturated}
 
 
 def main() -> None:
