@@ -1,6 +1,6 @@
 """The HTTP runtime under waiting: latency, slow answers, stalled clients, worker scaling (issue #11).
 
-    .venv/bin/python bench/http_runtime.py            # every scenario, about 6 minutes
+    .venv/bin/python bench/http_runtime.py            # every scenario, about 8 minutes
     .venv/bin/python bench/http_runtime.py stalled    # or: zero latency50 latency500 slow slow_fixed rate workers
                                                       #     workers_pinned workers_saturated
 
