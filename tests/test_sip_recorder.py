@@ -56,3 +56,27 @@ def test_a_batch_the_store_refused_keeps_its_statuses():
     rec.flush()
     sink.stored[0].set_exception(RuntimeError("the SIP journal writer process exited"))
     assert rec.status("call-2") == "ringing"
+
+
+def test_made_up_methods_share_one_metric_label():
+    """A method is any token to a SIP parser: a label for each one a peer makes up would grow the metrics
+    (and every scrape) without bound."""
+    from mock_server import metrics
+    from mock_server.sip.peer import Peer
+
+    def sample(method: str) -> float:
+        return sum(s.value for m in metrics.SIP_REQUESTS.collect() for s in m.samples
+                   if s.name.endswith("_total") and s.labels.get("method") == method)
+
+    rec = recorder(HeldSink())
+    peer = Peer("UDP", ("127.0.0.1", 5060), ("127.0.0.1", 32681), lambda data, addr: True)
+    other, invite = sample("other"), sample("INVITE")
+    for n in range(50):
+        method = f"MADEUP{n}"
+        rec.message("in", peer, f"{method} sip:a@b SIP/2.0\r\n\r\n".encode(), f"{method} sip:a@b SIP/2.0",
+                    call_id=None, sip_call_id=None)
+    rec.message("in", peer, b"INVITE sip:a@b SIP/2.0\r\n\r\n", "INVITE sip:a@b SIP/2.0", call_id=None,
+                sip_call_id=None)
+    rec.flush()
+    assert sample("other") - other == 50 and sample("INVITE") - invite == 1
+    assert sample("MADEUP7") == 0

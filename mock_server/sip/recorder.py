@@ -21,6 +21,7 @@ from mock_server.core.journal import redact_sip
 from mock_server.core.store import sip_journal_row
 from mock_server.server.console import Console
 from mock_server.sip.common import format_addr
+from mock_server.sip.message import KNOWN_METHODS
 from mock_server.sip.peer import Peer
 from mock_server.sip.sink import Sink
 
@@ -97,9 +98,11 @@ class Recorder:
             counter = self._retransmitted[direction]
         elif direction == "in" and not first_line.startswith("SIP/"):
             method = first_line.split(" ", 1)[0]
+            if method not in KNOWN_METHODS:  # a label per method a peer makes up would grow without bound
+                method = "other"
             counter = self._requests.get(method)
             if counter is None:
-                counter = self._requests[method] = metrics.SIP_REQUESTS.labels(method if len(method) < 16 else "other")
+                counter = self._requests[method] = metrics.SIP_REQUESTS.labels(method)
         elif direction == "out" and first_line.startswith("SIP/2.0 "):
             code = first_line[8:11]
             counter = self._responses.get(code)
