@@ -3,6 +3,7 @@ client-controlled wait has a bound, and reads that stall get a journaled 408."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import gc
 import json
@@ -15,8 +16,11 @@ import pytest
 import requests
 
 from mock_server import MockConfig
-from mock_server.http.front import HttpConnection
+from mock_server.core.backend import Backend
+from mock_server.http.app import create_app
+from mock_server.http.front import Front, FrontSettings, HttpConnection
 from mock_server.http.worker import FrontThread
+from mock_server.server.loops import new_event_loop
 from tests.contract import assert_matches
 from tests.data import AUTH, VALID_BODY
 
@@ -365,7 +369,9 @@ def test_headers_without_end_get_431_once_over_the_limit(small_heads):
 
 def test_a_first_header_without_end_is_a_header_too_large_not_a_url(small_heads):
     sock = raw(small_heads)
-    sock.sendall(b"POST /v2/prepare_inbound HTTP/1.1\r\nX-Pad: " + b"a" * 5000)
+    sock.sendall(b"POST /v2/prepare_inbound HTTP/1.1\r\nX-Pad: " + b"a" * 2000)
+    time.sleep(0.05)
+    sock.sendall(b"a" * 5000)  # the header still arriving in the first read is not counted; this read is
     assert read_all(sock).startswith(b"HTTP/1.1 431 ")
 
 
@@ -398,3 +404,102 @@ def test_head_declares_the_length_get_would_send_and_sends_no_body(front):
     head, _, body = read_all(sock).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and body == b""
     assert int(re.search(rb"Content-Length: (\d+)", head).group(1)) == len(get.content) > 100
+
+
+def test_pipelined_requests_in_one_read_are_not_one_long_head(small_heads):
+    """Many whole requests and the start of one more in one read: only the unfinished one is head."""
+    request = b"GET /_mock/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    last = b"GET /_mock/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    sock = raw(small_heads)
+    sock.sendall(request * 200 + last[:30])  # 9.4 KB, over the 4 KiB head limit, ending inside a request line
+    time.sleep(0.1)
+    sock.sendall(last[30:])
+    answers = read_all(sock)
+    assert answers.count(b"HTTP/1.1 200 ") == 201 and b"HTTP/1.1 431" not in answers
+
+
+class _UnreadTransport(asyncio.Transport):
+    """A client that does not read: what the front writes piles up, and over 64 KiB the transport asks the
+    front to pause writing, as uvloop's does at its high-water mark."""
+
+    def __init__(self, protocol: HttpConnection) -> None:
+        super().__init__()
+        self.protocol, self.buffered, self.answers, self.reading = protocol, 0, 0, True
+
+    def get_extra_info(self, name: str, default=None):
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        over_before = self.buffered > 64 * 1024
+        self.buffered += len(data)
+        self.answers += data.count(b"HTTP/1.1 ")
+        if self.buffered > 64 * 1024 and not over_before:
+            self.protocol.pause_writing()
+
+    def drain(self) -> None:
+        self.buffered = 0
+        self.protocol.resume_writing()
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_client_that_pipelines_and_never_reads_is_no_longer_read(tmp_path):
+    """Flow control: once the answers a client does not read fill the transport's buffer, the front takes
+    none of its queued requests and reads no more until the buffer drains. Before, it read on and buffered
+    every answer (a client pipelining health checks and never reading grew a worker by about 7 MB a second)."""
+    loop = new_event_loop()
+    backend = Backend(MockConfig(store_path=str(tmp_path / "state.sqlite3")))
+    front = Front(create_app(backend=backend), backend, FrontSettings(), loop)
+    conn = front.protocol()
+    transport = _UnreadTransport(conn)
+    conn.connection_made(transport)
+
+    def settle() -> None:
+        for _ in range(50):
+            loop.run_until_complete(asyncio.sleep(0))
+
+    try:
+        conn.data_received(b"GET /_mock/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 500)
+        settle()
+        held = transport.answers
+        assert 0 < held < 500 and transport.buffered <= 64 * 1024 + 4096  # paused at the mark
+        assert not transport.reading and len(conn.queue) == 500 - held
+        settle()
+        assert transport.answers == held  # nothing more while the client does not read
+        while transport.answers < 500:
+            transport.drain()
+            settle()
+        assert transport.answers == 500 and transport.reading  # all answered once it reads, then read again
+    finally:
+        front.close()
+        backend.store.close()
+        loop.close()
+
+
+def test_a_read_wait_does_not_run_while_the_front_works_through_a_pipelined_backlog():
+    """The front stops reading while it answers pipelined requests; the rest of a request that came after
+    them is the front's wait, not the client's (the read timeout here is 0.1 s; the backlog takes longer)."""
+    server = FrontThread(MockConfig(http_header_timeout_s=0.1, http_body_timeout_s=0.1)).start()
+    try:
+        request = b"GET /_mock/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        last = b"GET /_mock/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        sock = raw(server)
+        t0 = time.monotonic()
+        sock.sendall(request * 5000 + last[:20])
+        time.sleep(0.05)
+        sock.sendall(last[20:])
+        answers = read_all(sock)
+        assert time.monotonic() - t0 > 0.2  # the backlog outlasted the read timeout
+        assert answers.count(b"HTTP/1.1 200 ") == 5001 and b"HTTP/1.1 408" not in answers
+    finally:
+        server.stop()

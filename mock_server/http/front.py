@@ -194,13 +194,21 @@ class HttpConnection(asyncio.Protocol):
         """Length of the read being parsed."""
         self.busy = False
         self.discard = False
+        self.write_paused = False
+        """The transport's buffer is over its high-water mark (the client is not reading): take no request
+        until it drains, or a client that pipelines and never reads grows the buffer without end."""
         self._reset_message()
 
     def _reset_message(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_bytes = 0
-        """Bytes received before the read this request's line and headers end in."""
+        self.head_bytes = -1
+        """This request's line and headers so far, counted at the end of each read they do not end in: in
+        the read it began in, what the parser has given of it (that read may hold whole pipelined requests
+        before it); every later read in full. -1: not counted yet."""
+        self.head_reads = 0
+        """The reads this request's head did not end in, in full: with the read being parsed, at least the
+        head (the cheap test before the exact one in ``on_headers_complete``)."""
         self.expect: bytes | None = None
         """The request's Expect header, until it is answered (``_answer_expectation``)."""
         self.body = bytearray()
@@ -239,7 +247,8 @@ class HttpConnection(asyncio.Protocol):
             return
         phase = self.phase
         if phase == "headers" and not self.discard:
-            self.head_bytes += len(data)  # all of it is head: the headers did not end in it
+            self.head_bytes = self._head_size() if self.head_bytes < 0 else self.head_bytes + len(data)
+            self.head_reads += len(data)
             if self.head_bytes > self.settings.max_header_bytes:
                 self._head_too_large(self.head_bytes)
                 return
@@ -250,6 +259,14 @@ class HttpConnection(asyncio.Protocol):
             # body_timeout_s after its headers, and both arrived in this call. (A whole request in one read, the
             # usual case, sets no timer at all.)
             self._arm(phase, self._read_wait_s(phase))
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if not self.busy:
+            self._take_next()
 
     # -- httptools callbacks --------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -267,8 +284,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.phase = "body"
-        if self.head_bytes + self.read_bytes > self.settings.max_header_bytes:  # else the head cannot be over
-            size = len(self.url) + _REQUEST_LINE_EXTRA + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if self.head_reads + self.read_bytes > self.settings.max_header_bytes:  # else the head cannot be over
+            size = self._head_size()
             if size > self.settings.max_header_bytes:
                 self._head_too_large(size)
 
@@ -298,7 +315,7 @@ class HttpConnection(asyncio.Protocol):
         method = self.parser.get_method().decode("latin-1")
         self.queue.append((method, self.url, self.headers, bytes(self.body), keep_alive, self.started))
         self.phase = "idle"
-        if not self.busy:
+        if not self.busy and not self.write_paused:
             self._next()
 
     def _next(self) -> None:
@@ -390,12 +407,19 @@ class HttpConnection(asyncio.Protocol):
             transport.close()
             return
         self.busy = False
+        if not self.write_paused:
+            self._take_next()
+
+    def _take_next(self) -> None:
+        """The connection is free: answer the next pipelined request, or read for one."""
         if self.queue:
             self._next()
-        else:
-            transport.resume_reading()
-            if self.phase == "idle":
-                self._arm("idle", self.settings.idle_timeout_s)
+        elif self.transport is not None:
+            self.transport.resume_reading()
+            # The idle wait, or the rest of a request part-read: its wait starts again now, since the front was
+            # not reading while it answered (or while the client did not take its answers).
+            phase = self.phase
+            self._arm(phase, self.settings.idle_timeout_s if phase == "idle" else self._read_wait_s(phase))
 
     def _observed(self, answer: _Answer) -> None:
         """The answer's latency into the metrics, and its console line."""
@@ -449,11 +473,19 @@ class HttpConnection(asyncio.Protocol):
             if not self.busy and self.phase == "idle":
                 self.transport.close()
             return
+        if self.busy or self.write_paused:  # the front is not reading: the wait is its own, not the client's
+            self._arm(self.timed, self._read_wait_s(self.timed))
+            return
         self._read_timeout()
 
     def _read_wait_s(self, phase: str) -> float:
         """How long the ``phase`` of a request ("headers" or "body") may take to arrive."""
         return self.settings.header_timeout_s if phase == "headers" else self.settings.body_timeout_s
+
+    def _head_size(self) -> int:
+        """The bytes of this request's line and headers the parser has given (a header still arriving is
+        not among them)."""
+        return len(self.url) + _REQUEST_LINE_EXTRA + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _head_too_large(self, size: int) -> None:
         """414 if the request line alone is over the limit (so far), else 431; ``size``: the head's bytes so far."""
