@@ -30,9 +30,10 @@ from mock_server.core.store import Store, store_errors
 
 log = logging.getLogger("synthflow_mock")
 
-_UNREADABLE_CATEGORIES = {408: "request_timeout", 414: "uri_too_long", 417: "expectation_failed",
-                          431: "header_fields_too_large"}
-"""The error category of an answer the front gives a request it could not read (others: bad_request)."""
+_UNREADABLE = {408: ("request_timeout", None), 414: ("uri_too_long", "url"), 417: ("expectation_failed", "expect"),
+               431: ("header_fields_too_large", None)}
+"""Error category and field of an answer the front gives a request it could not read, by status (others:
+bad_request; no field: the part of the request that was being read)."""
 
 
 class Backend:
@@ -127,9 +128,8 @@ class Backend:
         """The answer to a request the front could not read whole (408 after a read timeout, 400 for bad
         HTTP, 414/431 for a line or headers too long, 417 for an expectation it does not meet), journaled
         with what did arrive."""
-        category = _UNREADABLE_CATEGORIES.get(status, "bad_request")
-        field = {417: "expect", 414: "url"}.get(status, f"request {phase}")
-        return self._unrouted(request, ApiError(status, category, why, field=field))
+        category, field = _UNREADABLE.get(status, ("bad_request", None))
+        return self._unrouted(request, ApiError(status, category, why, field=field or f"request {phase}"))
 
     def _unrouted(self, request: Request, err: ApiError) -> Response:
         request_id = entropy.random_hex(12)

@@ -210,7 +210,8 @@ class HttpConnection(asyncio.Protocol):
         """The reads this request's head did not end in, in full: with the read being parsed, at least the
         head (the cheap test before the exact one in ``on_headers_complete``)."""
         self.expect: bytes | None = None
-        """The request's Expect header, until it is answered (``_answer_expectation``)."""
+        """The request's Expect header, until it is answered (``_send_continue``; any expectation but
+        100-continue is refused as the headers end)."""
         self.body = bytearray()
         self.phase = "idle"
 
@@ -253,7 +254,7 @@ class HttpConnection(asyncio.Protocol):
                 self._head_too_large(self.head_bytes)
                 return
         if phase == "body" and self.expect is not None and not self.discard:
-            self._answer_expectation()  # the headers are in and the body is not: the client may be waiting for us
+            self._send_continue()  # the headers are in and the body is not: the client may be waiting for us
         if phase != "idle" and phase != self.timed and not self.discard:
             # A request is left part-read: its headers are due header_timeout_s after its first byte, its body
             # body_timeout_s after its headers, and both arrived in this call. (A whole request in one read, the
@@ -288,6 +289,10 @@ class HttpConnection(asyncio.Protocol):
             size = self._head_size()
             if size > self.settings.max_header_bytes:
                 self._head_too_large(size)
+                return
+        if self.expect is not None and self.expect.strip().lower() != b"100-continue":  # RFC 9110, 10.1.1
+            self._fail(417, f"Expect: {self.expect.decode('latin-1')[:100]!r} is not supported; the only "
+                            "expectation is 100-continue")
 
     def on_body(self, chunk: bytes) -> None:
         if self.discard:
@@ -302,12 +307,8 @@ class HttpConnection(asyncio.Protocol):
         self.body += chunk
 
     def on_message_complete(self) -> None:
-        if self.discard:
-            return
-        if self.expect is not None and not _is_100_continue(self.expect):
-            self._fail(417, _unsupported_expectation(self.expect))
-            return
-        self._complete(keep_alive=self.parser.should_keep_alive())
+        if not self.discard:
+            self._complete(keep_alive=self.parser.should_keep_alive())
 
     # -- requests -------------------------------------------------------------------------
     def _complete(self, keep_alive: bool) -> None:
@@ -436,14 +437,12 @@ class HttpConnection(asyncio.Protocol):
                                 what=f"{entry.get('method')} {entry.get('path')}", outcome=entry.get("outcome"),
                                 reason=entry.get("reason") or entry.get("error"), latency_ms=latency * 1000)
 
-    def _answer_expectation(self) -> None:
+    def _send_continue(self) -> None:
         """``Expect: 100-continue``: tell the client to send its body (curl otherwise waits a second, some
-        clients until their timeout); any other expectation is refused with 417 (RFC 9110, 10.1.1).
-        Not while an earlier pipelined answer is owed: a 100 must not come before it."""
-        expect, self.expect = self.expect, None
-        if not _is_100_continue(expect):
-            self._fail(417, _unsupported_expectation(expect))
-        elif not self.busy and self.transport is not None and self.parser.get_http_version() != "1.0":
+        clients until their timeout). Not to HTTP/1.0 clients (RFC 9110, 10.1.1), and not while an earlier
+        pipelined answer is owed: a 100 must not come before it."""
+        self.expect = None
+        if not self.busy and self.transport is not None and self.parser.get_http_version() != "1.0":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     # -- timeouts and failures ----------------------------------------------------------------
@@ -528,6 +527,7 @@ class HttpConnection(asyncio.Protocol):
 
 _PHRASES = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 417: "Expectation Failed",
             431: "Request Header Fields Too Large"}
+"""RFC 9110's reason phrases for what ``_fail`` answers (Python 3.11's ``HTTPStatus`` still says "Request-URI")."""
 _NEVER = float("inf")
 _REQUEST_LINE_EXTRA = 16
 """About what a request line holds beside its URL (method, version, spaces, line end): the head bound is a
@@ -536,14 +536,6 @@ _TIMER_SLACK_S = 0.001
 """A timer that fires this close to its deadline counts as on time (the loop's clock ticks in milliseconds)."""
 _FRONT_HEADERS = frozenset({"content-length", "connection", "date", "transfer-encoding"})
 """Headers the front writes itself, whatever the app set."""
-
-
-def _is_100_continue(expect: bytes) -> bool:
-    return expect.strip().lower() == b"100-continue"
-
-
-def _unsupported_expectation(expect: bytes) -> str:
-    return f"Expect: {expect.decode('latin-1')[:100]!r} is not supported; the only expectation is 100-continue"
 
 
 def _path_of(url: bytes) -> str:
